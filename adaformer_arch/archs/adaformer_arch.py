@@ -1,0 +1,177 @@
+"""AdaFormer (Luo et al., AAAI 2024): CNN encoder, adaptive transformer module (AdaM) with token early exit, CNN
+decoder, pixel-shuffle reconstruction."""
+from typing import Dict, Sequence, Tuple, Union
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from .token_halting import ConfidenceEstimator, HaltingState
+from .tsab import TSAB
+from .window_attention import from_windows, to_windows
+
+
+def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
+    """MACs of a stride-1, 'same'-padded convolution over a (batch, C, height, width) input."""
+    kh, kw = conv.kernel_size
+    return batch * height * width * kh * kw * conv.in_channels // conv.groups * conv.out_channels
+
+
+class AdaM(nn.Module):
+    """Adaptive transformer module: 1x1 conv, ``depth`` TSABs sharing one confidence estimator, 1x1 conv, and a
+    residual around all of it. (B, C, H, W) -> (B, C, H, W), H and W multiples of the window size."""
+
+    def __init__(self, num_feat: int, embed_dim: int, depth: int, num_heads: int, window_size: int,
+                 num_prototypes: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.window_size = window_size
+        self.conv_in = nn.Conv2d(num_feat, embed_dim, 1)
+        self.blocks = nn.ModuleList(
+            [TSAB(embed_dim, num_heads, window_size, num_prototypes, mlp_ratio) for _ in range(depth)])
+        self.estimator = ConfidenceEstimator(embed_dim)
+        self.conv_out = nn.Conv2d(embed_dim, num_feat, 1)
+        self.apply(self._init_linear)
+
+    @staticmethod
+    def _init_linear(m: nn.Module) -> None:
+        if isinstance(m, nn.Linear):
+            nn.init.trunc_normal_(m.weight, std=0.02)
+            nn.init.zeros_(m.bias)
+
+    def forward(self, x: Tensor, early_exit: bool, halt_eps: float, sparse: bool,
+                need_confidences: bool) -> Tuple[Tensor, Dict]:
+        b, _, h, w = x.shape
+        s = self.window_size
+        tokens = to_windows(self.conv_in(x), s)  # (B, nW, S*S, D)
+        state = HaltingState(window_size=s, threshold=1.0 - halt_eps)
+        confidences = []
+        macs = conv_macs(self.conv_in, h, w, b) + conv_macs(self.conv_out, h, w, b)
+        for depth, block in enumerate(self.blocks):
+            state.record(x)
+            masks = state.keep_masks() if early_exit else None
+            if masks is None:
+                tokens, block_macs = block.forward_dense(tokens)
+            elif sparse:
+                tokens, block_macs = block.forward_sparse(tokens, *masks)
+            else:
+                tokens, block_macs = block.forward_dense(tokens, *masks)
+            macs += block_macs
+            is_last = depth == len(self.blocks) - 1
+            if need_confidences or (early_exit and not is_last):
+                # The estimator sees detached features: it is trained by L_USL alone, and L_USL does not push the
+                # SR features towards being "confident" at the expense of reconstruction (Eq. 15, as released).
+                confidence = self.estimator(from_windows(tokens, s, h, w).detach())
+                macs += self.estimator.macs(h, w, b)
+                confidences.append(confidence)
+                if early_exit:
+                    state.update(confidence)
+        out = x + self.conv_out(from_windows(tokens, s, h, w))
+        aux = {
+            'confidences': confidences,
+            'global_halted': state.history_token,
+            'local_halted': state.history_window,
+            'macs': macs,
+        }
+        return out, aux
+
+
+@ARCH_REGISTRY.register()
+class AdaFormer(nn.Module):
+    """AdaFormer super-resolution network.
+
+    Args:
+        num_in_ch: input channels.
+        num_out_ch: output channels.
+        num_feat: CNN width C.
+        upscale: scale factor (2, 3, 4, ...).
+        embed_dim: token width D of AdaM.
+        num_block_enc: residual blocks of the encoder.
+        num_block_dec: residual blocks of the decoder.
+        depth: number of TSABs L.
+        num_heads: attention heads.
+        window_size: local window side S (inputs are reflect-padded to a multiple of it).
+        num_prototypes: M of the global branch.
+        mlp_ratio: MLP hidden width / D.
+        halt_eps: epsilon_h; a token halts once its accumulated confidence reaches 1 - halt_eps.
+        early_exit: False disables halting (the dense model).
+        img_range: input scaling after mean subtraction.
+        rgb_mean: mean subtracted from the input, added back to the output (as BasicSR's EDSR).
+
+    Attributes that may be changed after loading weights: ``halt_eps``, ``early_exit``, ``sparse_compute``
+    (False = in eval, compute halted tokens too and mask them, for verification).
+    """
+
+    def __init__(self,
+                 num_in_ch: int = 3,
+                 num_out_ch: int = 3,
+                 num_feat: int = 64,
+                 upscale: int = 4,
+                 embed_dim: int = 64,
+                 num_block_enc: int = 8,
+                 num_block_dec: int = 8,
+                 depth: int = 6,
+                 num_heads: int = 4,
+                 window_size: int = 8,
+                 num_prototypes: int = 16,
+                 mlp_ratio: float = 2.,
+                 halt_eps: float = 0.05,
+                 early_exit: bool = True,
+                 img_range: float = 1.,
+                 rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)) -> None:
+        super().__init__()
+        if len(rgb_mean) != num_in_ch:
+            raise ValueError(f'rgb_mean has {len(rgb_mean)} values but num_in_ch={num_in_ch}')
+        if not 0.0 <= halt_eps < 1.0:
+            raise ValueError(f'halt_eps must be in [0, 1), got {halt_eps}')
+        self.upscale = upscale
+        self.window_size = window_size
+        self.img_range = img_range
+        self.halt_eps = halt_eps
+        self.early_exit = early_exit
+        self.sparse_compute = True
+        self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
+
+        self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
+        self.encoder = make_layer(ResidualBlockNoBN, num_block_enc, num_feat=num_feat)
+        self.adam = AdaM(num_feat, embed_dim, depth, num_heads, window_size, num_prototypes, mlp_ratio)
+        self.decoder = make_layer(ResidualBlockNoBN, num_block_dec, num_feat=num_feat)
+        self.conv_up = nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1)
+        self.pixel_shuffle = nn.PixelShuffle(upscale)
+
+    def _pad(self, x: Tensor) -> Tensor:
+        """Pad H, W at the bottom/right to multiples of the window (reflect; replicate for inputs too small)."""
+        h, w = x.shape[-2:]
+        pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
+        if pad_h == 0 and pad_w == 0:
+            return x
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(self, lq: Tensor, return_aux: bool = False) -> Union[Tensor, Tuple[Tensor, Dict]]:
+        """(B, num_in_ch, h, w) in [0, 1] -> (B, num_out_ch, h*s, w*s).
+
+        With ``return_aux=True`` also returns a dict: ``confidences`` (L maps (B,1,h',w'), h',w' = padded LR size),
+        ``global_halted`` (L bool maps (B,1,h',w'), True = token skipped by the global branch of that block),
+        ``local_halted`` (L bool maps (B,1,h'/S,w'/S)), ``macs`` (int, executed multiply-accumulates).
+        """
+        h, w = lq.shape[-2:]
+        x = self._pad((lq - self.mean) * self.img_range)
+        b, _, hp, wp = x.shape
+        head = self.conv_first(x)
+        feat = self.encoder(head)
+        sparse = self.sparse_compute and not self.training
+        feat, aux = self.adam(
+            feat, self.early_exit, self.halt_eps, sparse, need_confidences=return_aux or self.training)
+        feat = self.decoder(feat) + head
+        out = self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean
+        out = out[..., :h * self.upscale, :w * self.upscale]
+        if not return_aux:
+            return out
+        cnn_macs = conv_macs(self.conv_first, hp, wp, b) + conv_macs(self.conv_up, hp, wp, b)
+        for block in list(self.encoder) + list(self.decoder):
+            cnn_macs += conv_macs(block.conv1, hp, wp, b) + conv_macs(block.conv2, hp, wp, b)
+        aux['macs'] += cnn_macs
+        return out, aux

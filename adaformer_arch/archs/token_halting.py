@@ -1,0 +1,80 @@
+"""Token early exit (Eqs. 15-24): the shared confidence estimator and the halting state across blocks."""
+from dataclasses import dataclass, field
+from typing import List, Optional
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from .window_attention import to_windows
+
+
+class ConfidenceEstimator(nn.Module):
+    """Eq. 15: ``C = Sigmoid(Conv3x3(Tanh(Conv3x3(X))))``, one instance shared by all TSABs.
+
+    (B, D, H, W) features -> (B, 1, H, W) confidence in (0, 1).
+
+    The last bias starts at ``init_bias`` (-3: C ~ 0.05, so R stays far below 1 - eps over 6 blocks): at the start of
+    training no token halts and every block is trained; halting appears as L_USL teaches the estimator which tokens
+    are easy. With a zero bias (C ~ 0.5) every token would halt after block 2 from iteration 1 and blocks 3-6 would
+    receive no gradient until the estimator unlearned it.
+    """
+
+    def __init__(self, dim: int, init_bias: float = -3.0) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(dim, dim // 2, 3, 1, 1)
+        self.conv2 = nn.Conv2d(dim // 2, 1, 3, 1, 1)
+        nn.init.constant_(self.conv2.bias, init_bias)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return torch.sigmoid(self.conv2(torch.tanh(self.conv1(x))))
+
+    def macs(self, height: int, width: int, batch: int) -> int:
+        per_pixel = 9 * (self.conv1.in_channels * self.conv1.out_channels + self.conv2.in_channels)
+        return batch * height * width * per_pixel
+
+
+@dataclass
+class HaltingState:
+    """Accumulated confidence and halting masks of one forward pass (Eqs. 16, 18-24).
+
+    ``R^l = sum_{i<=l} C^i``. A token halts for the global branch once ``R >= 1 - eps`` (per token), a window halts
+    for the local branch once the window mean of R reaches ``1 - eps``. Both masks only grow (once halted, always
+    halted); block l uses the masks left by blocks 1..l-1, so block 1 sees every token.
+    """
+    window_size: int
+    threshold: float
+    accumulated: Optional[Tensor] = None  # (B, 1, H, W) R^l
+    token_halted: Optional[Tensor] = None  # (B, 1, H, W) bool
+    window_halted: Optional[Tensor] = None  # (B, 1, H/S, W/S) bool
+    history_token: List[Tensor] = field(default_factory=list)
+    history_window: List[Tensor] = field(default_factory=list)
+
+    def update(self, confidence: Tensor) -> None:
+        """Add C^l (B, 1, H, W) and halt the tokens/windows whose R crossed the threshold."""
+        c = confidence.detach()
+        self.accumulated = c if self.accumulated is None else self.accumulated + c
+        token = self.accumulated >= self.threshold
+        window = F.avg_pool2d(self.accumulated, self.window_size) >= self.threshold
+        self.token_halted = token if self.token_halted is None else self.token_halted | token
+        self.window_halted = window if self.window_halted is None else self.window_halted | window
+
+    def record(self, like: Tensor) -> None:
+        """Remember the masks a block runs with; ``like`` is (B, C, H, W), used when nothing has halted yet."""
+        b, _, h, w = like.shape
+        s = self.window_size
+        if self.token_halted is None:
+            self.history_token.append(torch.zeros(b, 1, h, w, dtype=torch.bool, device=like.device))
+            self.history_window.append(torch.zeros(b, 1, h // s, w // s, dtype=torch.bool, device=like.device))
+        else:
+            self.history_token.append(self.token_halted)
+            self.history_window.append(self.window_halted)
+
+    def keep_masks(self) -> Optional[tuple]:
+        """(local_keep (B, nW), global_keep (B, nW*S*S)) in window-major order, or None while nothing halted."""
+        if self.token_halted is None:
+            return None
+        b = self.token_halted.shape[0]
+        local_keep = ~self.window_halted.reshape(b, -1)
+        global_keep = ~to_windows(self.token_halted, self.window_size).reshape(b, -1)
+        return local_keep, global_keep

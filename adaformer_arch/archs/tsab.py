@@ -1,0 +1,139 @@
+"""Texture-relevant sparse attention block (TSAB, Eqs. 8-14) with its two execution paths.
+
+One block is, for window-major tokens ``x`` of shape (B, nW, S*S, D)::
+
+    x = x + m_loc * Local(LN1(x)) + m_glob * Global(LN1(x))      # Eqs. 8-13
+    x = x + m_mlp * MLP(LN2(x))                                  # Eq. 14
+
+``m_loc`` keeps a token when its window is not halted, ``m_glob`` when the token itself is not halted, and
+``m_mlp = m_loc | m_glob``: a token halted in both branches is frozen, a token still active in one branch is refined
+by the MLP. With no masks (the first block, or early exit off) every token is computed.
+
+* :meth:`TSAB.forward_dense` computes every token and multiplies by the masks (training, verification).
+* :meth:`TSAB.forward_sparse` gathers only the kept windows/tokens, computes them and scatters the results back.
+  Both give the same result; the sparse path is what makes halted tokens free.
+"""
+from typing import Callable, Optional, Tuple
+
+import torch
+from torch import Tensor, nn
+
+from .prototype_attention import PrototypeAttention
+from .window_attention import WindowAttention
+
+CHUNK_TOKENS = 64 * 1024  # bounds the temporaries of one step to a few tens of MB whatever the image size
+
+
+def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, dim: int = 0) -> Tensor:
+    """Apply ``fn`` to slices of ``x`` of at most ``chunk`` entries along ``dim`` and concatenate the results."""
+    if x.shape[dim] <= chunk:
+        return fn(x)
+    return torch.cat([fn(part) for part in x.split(chunk, dim=dim)], dim=dim)
+
+
+class Mlp(nn.Module):
+    """Token MLP (the paper's 1x1 conv - GELU - 1x1 conv). (..., D) -> (..., D)."""
+
+    def __init__(self, dim: int, hidden_dim: int) -> None:
+        super().__init__()
+        self.fc1 = nn.Linear(dim, hidden_dim)
+        self.act = nn.GELU()
+        self.fc2 = nn.Linear(hidden_dim, dim)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc2(self.act(self.fc1(x)))
+
+    def macs(self, num_tokens: int) -> int:
+        return num_tokens * 2 * self.fc1.in_features * self.fc1.out_features
+
+
+class TSAB(nn.Module):
+    """Texture-relevant sparse attention block.
+
+    Args:
+        dim: token width D.
+        num_heads: heads of both attention branches.
+        window_size: S of the local branch.
+        num_prototypes: M of the global branch.
+        mlp_ratio: hidden width of the MLP relative to D.
+    """
+
+    def __init__(self, dim: int, num_heads: int, window_size: int, num_prototypes: int, mlp_ratio: float) -> None:
+        super().__init__()
+        self.norm1 = nn.LayerNorm(dim)
+        self.local_attn = WindowAttention(dim, window_size, num_heads)
+        self.global_attn = PrototypeAttention(dim, num_prototypes, num_heads)
+        self.norm2 = nn.LayerNorm(dim)
+        self.mlp = Mlp(dim, int(dim * mlp_ratio))
+
+    def _local(self, windows: Tensor) -> Tensor:
+        """(K, S*S, D) raw window tokens -> (K, S*S, D) local-branch output, in chunks of windows."""
+        bias = self.local_attn.position_bias()
+        per_chunk = max(1, CHUNK_TOKENS // windows.shape[1])
+        return chunked(lambda w: self.local_attn(self.norm1(w), bias), windows, per_chunk)
+
+    def _mlp(self, tokens: Tensor) -> Tensor:
+        """(T, D) -> (T, D) MLP output, in chunks of tokens."""
+        return chunked(lambda t: self.mlp(self.norm2(t)), tokens, CHUNK_TOKENS)
+
+    def forward_dense(self,
+                      x: Tensor,
+                      local_keep: Optional[Tensor] = None,
+                      global_keep: Optional[Tensor] = None) -> Tuple[Tensor, int]:
+        """Masked-dense path.
+
+        Args:
+            x: (B, nW, S*S, D) window-major tokens.
+            local_keep: (B, nW) bool, True = window computed; None = all.
+            global_keep: (B, nW*S*S) bool, True = token computed; None = all. Given iff ``local_keep`` is.
+
+        Returns:
+            (B, nW, S*S, D) updated tokens and the MACs executed.
+        """
+        b, nw, n, d = x.shape
+        loc = self._local(x.reshape(b * nw, n, d)).view(b, nw, n, d)
+        tokens = self.norm1(x.reshape(b, nw * n, d))
+        prototypes = self.global_attn.update_prototypes(tokens, global_keep)
+        glob = chunked(lambda t: self.global_attn.read(t, prototypes), tokens, CHUNK_TOKENS, dim=1)
+        glob = glob.view(b, nw, n, d)
+        if local_keep is None:
+            x = x + loc + glob
+            x = x + self._mlp(x.reshape(-1, d)).view_as(x)
+        else:
+            global_keep = global_keep.view(b, nw, n, 1)
+            x = x + loc * local_keep[:, :, None, None] + glob * global_keep
+            mlp_keep = local_keep[:, :, None, None] | global_keep
+            x = x + self._mlp(x.reshape(-1, d)).view_as(x) * mlp_keep
+        macs = self.local_attn.macs(b * nw) + self.global_attn.macs(b * nw * n, b) + self.mlp.macs(b * nw * n)
+        return x, macs
+
+    @torch.no_grad()
+    def forward_sparse(self, x: Tensor, local_keep: Tensor, global_keep: Tensor) -> Tuple[Tensor, int]:
+        """Gathered-sparse path: same arguments and result as :meth:`forward_dense` with masks, but only kept
+        windows/tokens are computed (gather -> compute -> scatter). Inference only."""
+        b, nw, n, d = x.shape
+        out = x.clone()
+        macs = 0
+
+        win_idx = local_keep.reshape(-1).nonzero().squeeze(1)
+        if win_idx.numel():
+            loc = self._local(x.reshape(b * nw, n, d).index_select(0, win_idx))
+            out.view(b * nw, n, d).index_add_(0, win_idx, loc)
+            macs += self.local_attn.macs(win_idx.numel())
+
+        tokens, out_tokens = x.view(b, nw * n, d), out.view(b, nw * n, d)
+        for i in range(b):  # kept-token counts differ per image: each image is one exact variable-length call
+            tok_idx = global_keep[i].nonzero().squeeze(1)
+            if tok_idx.numel():
+                kept = self.norm1(tokens[i].index_select(0, tok_idx))[None]
+                prototypes = self.global_attn.update_prototypes(kept)
+                glob = chunked(lambda t: self.global_attn.read(t, prototypes), kept, CHUNK_TOKENS, dim=1)
+                out_tokens[i].index_add_(0, tok_idx, glob[0])
+                macs += self.global_attn.macs(tok_idx.numel(), 1)
+
+        mlp_idx = (local_keep[:, :, None] | global_keep.view(b, nw, n)).reshape(-1).nonzero().squeeze(1)
+        if mlp_idx.numel():
+            flat = out.view(-1, d)
+            flat.index_add_(0, mlp_idx, self._mlp(flat.index_select(0, mlp_idx)))
+            macs += self.mlp.macs(mlp_idx.numel())
+        return out, macs

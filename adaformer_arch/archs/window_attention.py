@@ -1,0 +1,78 @@
+"""Local branch of a TSAB: multi-head self-attention inside non-overlapping S x S windows (Eqs. 8-9).
+
+Feature maps inside AdaM are kept in *window-major* token order, ``(B, nW, S*S, C)``, so that the local branch can
+take whole windows without any further permutation, and the sparse path can gather the kept windows with one
+``index_select``.
+"""
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+
+def to_windows(x: Tensor, window_size: int) -> Tensor:
+    """(B, C, H, W) feature map -> (B, nW, S*S, C) window-major tokens, H and W multiples of S.
+
+    Windows are numbered row-major over the (H/S, W/S) grid; tokens row-major inside a window.
+    """
+    b, c, h, w = x.shape
+    s = window_size
+    x = x.view(b, c, h // s, s, w // s, s).permute(0, 2, 4, 3, 5, 1)
+    return x.reshape(b, (h // s) * (w // s), s * s, c)
+
+
+def from_windows(tokens: Tensor, window_size: int, height: int, width: int) -> Tensor:
+    """(B, nW, S*S, C) window-major tokens -> (B, C, H, W) feature map (inverse of :func:`to_windows`)."""
+    b, _, _, c = tokens.shape
+    s = window_size
+    x = tokens.view(b, height // s, width // s, s, s, c).permute(0, 5, 1, 3, 2, 4)
+    return x.reshape(b, c, height, width)
+
+
+def relative_position_index(window_size: int) -> Tensor:
+    """(S*S, S*S) index into a ((2S-1)^2)-entry bias table, as in Swin/SwinIR."""
+    s = window_size
+    coords = torch.stack(torch.meshgrid(torch.arange(s), torch.arange(s), indexing='ij')).flatten(1)  # (2, S*S)
+    rel = (coords[:, :, None] - coords[:, None, :]).permute(1, 2, 0) + (s - 1)  # (S*S, S*S, 2), in [0, 2S-2]
+    return rel[..., 0] * (2 * s - 1) + rel[..., 1]
+
+
+class WindowAttention(nn.Module):
+    """Window multi-head self-attention with a learned relative position bias.
+
+    Args:
+        dim: token width D.
+        window_size: window side S.
+        num_heads: number of heads (D must be divisible by it).
+    """
+
+    def __init__(self, dim: int, window_size: int, num_heads: int) -> None:
+        super().__init__()
+        if dim % num_heads:
+            raise ValueError(f'embed_dim={dim} must be divisible by num_heads={num_heads}')
+        self.dim = dim
+        self.window_size = window_size
+        self.num_heads = num_heads
+        self.qkv = nn.Linear(dim, 3 * dim)
+        self.proj = nn.Linear(dim, dim)
+        self.relative_position_bias_table = nn.Parameter(torch.zeros((2 * window_size - 1)**2, num_heads))
+        nn.init.trunc_normal_(self.relative_position_bias_table, std=0.02)
+        self.register_buffer('relative_position_index', relative_position_index(window_size), persistent=False)
+
+    def position_bias(self) -> Tensor:
+        """(heads, S*S, S*S) additive attention bias."""
+        n = self.window_size**2
+        bias = self.relative_position_bias_table[self.relative_position_index.view(-1)]
+        return bias.view(n, n, self.num_heads).permute(2, 0, 1).contiguous()
+
+    def forward(self, windows: Tensor, bias: Tensor) -> Tensor:
+        """(K, S*S, D) normalised window tokens, (heads, S*S, S*S) bias -> (K, S*S, D) attention output."""
+        k, n, d = windows.shape
+        qkv = self.qkv(windows).view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
+        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
+        return self.proj(out.transpose(1, 2).reshape(k, n, d))
+
+    def macs(self, num_windows: int) -> int:
+        """Multiply-accumulates of :meth:`forward` on ``num_windows`` windows."""
+        n, d = self.window_size**2, self.dim
+        return num_windows * (n * 4 * d * d + 2 * n * n * d)

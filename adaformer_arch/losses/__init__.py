@@ -1,0 +1,1 @@
+"""Losses registered in BasicSR's LOSS_REGISTRY."""

@@ -1,0 +1,1 @@
+"""Models registered in BasicSR's MODEL_REGISTRY."""
