@@ -1,0 +1,193 @@
+"""AdaFormerModel: BasicSR's SRModel plus the uncertainty loss, halting statistics and crash-safe checkpoints."""
+import json
+import statistics
+import time
+from collections import OrderedDict
+from os import path as osp
+from typing import Dict, List, Optional
+
+import cv2
+import torch
+
+from basicsr.losses import build_loss
+from basicsr.models.sr_model import SRModel
+from basicsr.utils import get_root_logger
+from basicsr.utils.registry import MODEL_REGISTRY
+
+from ..archs.adaformer_arch import AdaFormer
+from ..utils.atomic_io import atomic_write, torch_save_is_atomic
+from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@MODEL_REGISTRY.register()
+class AdaFormerModel(SRModel):
+    """SR model for AdaFormer.
+
+    Training: ``L = L1 (pixel_opt) + alpha * L_USL (uncertainty_opt)``; logs ``l_pix``, ``l_usl`` and, per block l,
+    the fraction of halted tokens ``sparsity_l{l}`` and the mean confidence ``conf_l{l}``.
+
+    Validation/test: BasicSR's metrics, plus per image the latency, executed MACs and per-block sparsity, logged as
+    a table and written to ``<log dir>/stats_<dataset>_<iter>.json``. ``val.save_halting_maps: true`` writes halting
+    depth and confidence PNGs next to the SR images. Works with any ``network_g``; the halting columns are filled
+    for AdaFormer only.
+
+    Checkpoints and training states are written atomically (temporary file + rename).
+    """
+
+    def init_training_settings(self) -> None:
+        super().init_training_settings()
+        train_opt = self.opt['train']
+        self.cri_usl = build_loss(train_opt['uncertainty_opt']).to(self.device) if train_opt.get(
+            'uncertainty_opt') else None
+        if self.cri_usl is not None and not isinstance(self.get_bare_model(self.net_g), AdaFormer):
+            raise ValueError('train.uncertainty_opt needs network_g type AdaFormer (it trains its confidence '
+                             'estimator); remove uncertainty_opt for other networks')
+
+    def feed_data(self, data: Dict) -> None:
+        super().feed_data(data)
+        self.lq_path = data['lq_path'][0] if 'lq_path' in data else None
+
+    def optimize_parameters(self, current_iter: int) -> None:
+        self.optimizer_g.zero_grad()
+        loss_dict = OrderedDict()
+        if self.cri_usl is not None:
+            self.output, aux = self.net_g(self.lq, return_aux=True)
+        else:
+            self.output, aux = self.net_g(self.lq), None
+        l_total = 0
+        if self.cri_pix:
+            l_pix = self.cri_pix(self.output, self.gt)
+            l_total = l_total + l_pix
+            loss_dict['l_pix'] = l_pix
+        if self.cri_perceptual:
+            l_percep, l_style = self.cri_perceptual(self.output, self.gt)
+            for name, value in (('l_percep', l_percep), ('l_style', l_style)):
+                if value is not None:
+                    l_total = l_total + value
+                    loss_dict[name] = value
+        if self.cri_usl is not None:
+            l_usl = self.cri_usl(aux['confidences'], self.output, self.gt, lq_size=self.lq.shape[-2:])
+            l_total = l_total + l_usl
+            loss_dict['l_usl'] = l_usl
+        l_total.backward()
+        self.optimizer_g.step()
+
+        if aux is not None:
+            with torch.no_grad():
+                for i, (halted, conf) in enumerate(zip(aux['global_halted'], aux['confidences'])):
+                    loss_dict[f'sparsity_l{i + 1}'] = halted.float().mean()
+                    loss_dict[f'conf_l{i + 1}'] = conf.mean()
+        self.log_dict = self.reduce_loss_dict(loss_dict)
+
+        if self.ema_decay > 0:
+            self.model_ema(decay=self.ema_decay)
+
+    def test(self) -> None:
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
+        was_training = net.training
+        bare = self.get_bare_model(net)
+        bare.eval()
+        with torch.no_grad():
+            _sync(self.device)
+            start = time.perf_counter()
+            if isinstance(bare, AdaFormer):
+                self.output, aux = bare(self.lq, return_aux=True)
+            else:
+                self.output, aux = bare(self.lq), None
+            _sync(self.device)
+            latency = time.perf_counter() - start
+        bare.train(was_training)
+        self._record_test(aux, latency)
+
+    def _record_test(self, aux: Optional[Dict], latency: float) -> None:
+        name = osp.splitext(osp.basename(self.lq_path))[0] if self.lq_path else f'image{len(self._records)}'
+        record = {'image': name, 'lr_size': list(self.lq.shape[-2:]), 'latency_ms': latency * 1000.0}
+        if aux is not None:
+            record['macs'] = aux['macs']
+            record['sparsity'] = [m.float().mean().item() for m in aux['global_halted']]
+            record['window_sparsity'] = [m.float().mean().item() for m in aux['local_halted']]
+            if self.opt['val'].get('save_halting_maps'):
+                self._save_halting_maps(name, aux)
+        self._records.append(record)
+
+    def _save_halting_maps(self, name: str, aux: Dict) -> None:
+        h, w = self.lq.shape[-2:]
+        scale = self.opt.get('scale', 1)
+        depth = halting_depth(aux['global_halted'])[0, 0, :h, :w].cpu().numpy()
+        conf = torch.stack(aux['confidences']).mean(0)[0, 0, :h, :w].cpu().numpy()
+        if self.opt['is_train']:
+            base = osp.join(self.opt['path']['visualization'], name, f'{name}_{self._current_iter}')
+        else:
+            base = osp.join(self.opt['path']['visualization'], self._dataset_name, name)
+        for suffix, image in (('depth', depth_to_png(depth, len(aux['global_halted']))),
+                              ('confidence', confidence_to_png(conf))):
+            image = cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
+            ok, buf = cv2.imencode('.png', image)
+            if not ok:
+                raise RuntimeError(f'could not encode the {suffix} map of {name}')
+            atomic_write(f'{base}_{suffix}.png', lambda f, data=buf: f.write(data.tobytes()))
+
+    def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
+        self._records: List[Dict] = []
+        self._dataset_name = dataloader.dataset.opt['name']
+        self._current_iter = current_iter
+        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        summary = self._summarise()
+        self._log_summary(summary, current_iter, tb_logger)
+        out = osp.join(self.opt['path']['log'], f'stats_{self._dataset_name}_{current_iter}.json')
+        atomic_write(out, lambda f: f.write(json.dumps({'summary': summary, 'images': self._records},
+                                                       indent=1).encode()))
+
+    def _summarise(self) -> Dict:
+        records = self._records
+        latencies = [r['latency_ms'] for r in records]
+        summary = {
+            'dataset': self._dataset_name,
+            'iter': self._current_iter,
+            'network': self.opt['network_g'].get('type'),
+            'num_images': len(records),
+            'latency_ms_mean': statistics.fmean(latencies) if latencies else None,
+            'latency_ms_median': statistics.median(latencies) if latencies else None,
+        }
+        if hasattr(self, 'metric_results'):
+            summary.update({k: float(v) for k, v in self.metric_results.items()})
+        if records and 'macs' in records[0]:
+            pixels = sum(r['lr_size'][0] * r['lr_size'][1] for r in records)
+            summary['gmacs_mean'] = statistics.fmean(r['macs'] for r in records) / 1e9
+            summary['macs_per_lr_pixel'] = sum(r['macs'] for r in records) / pixels
+            depth = len(records[0]['sparsity'])
+            summary['sparsity'] = [statistics.fmean(r['sparsity'][i] for r in records) for i in range(depth)]
+            summary['window_sparsity'] = [
+                statistics.fmean(r['window_sparsity'][i] for r in records) for i in range(depth)
+            ]
+        return summary
+
+    def _log_summary(self, summary: Dict, current_iter, tb_logger) -> None:
+        cols = [k for k in self.opt['val'].get('metrics', {}) or {}]
+        header = ['dataset'] + cols + ['latency ms (median)', 'GMACs/img']
+        row = [summary['dataset']] + [f'{summary[c]:.4f}' for c in cols]
+        row += [f"{summary['latency_ms_median']:.1f}"]
+        row += [f"{summary['gmacs_mean']:.2f}" if 'gmacs_mean' in summary else '-']
+        if 'sparsity' in summary:
+            header += [f'sp{i + 1} %' for i in range(len(summary['sparsity']))]
+            row += [f'{100 * s:.1f}' for s in summary['sparsity']]
+        table = '| ' + ' | '.join(header) + ' |\n|' + '---|' * len(header) + '\n| ' + ' | '.join(row) + ' |'
+        get_root_logger().info(f'AdaFormer statistics ({summary["num_images"]} images):\n{table}')
+        if tb_logger:
+            name = summary['dataset']
+            tb_logger.add_scalar(f'stats/{name}/latency_ms', summary['latency_ms_median'], current_iter)
+            for i, s in enumerate(summary.get('sparsity', [])):
+                tb_logger.add_scalar(f'stats/{name}/sparsity_l{i + 1}', s, current_iter)
+
+    def save_network(self, net, net_label, current_iter, param_key='params') -> None:
+        with torch_save_is_atomic():
+            super().save_network(net, net_label, current_iter, param_key)
+
+    def save_training_state(self, epoch, current_iter) -> None:
+        with torch_save_is_atomic():
+            super().save_training_state(epoch, current_iter)

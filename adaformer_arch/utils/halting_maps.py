@@ -1,0 +1,23 @@
+"""Pictures of where AdaFormer halts: the halting depth (paper Fig. 1) and the confidence (Fig. 6)."""
+from typing import Sequence
+
+import cv2
+import numpy as np
+from torch import Tensor
+
+
+def halting_depth(global_halted: Sequence[Tensor]) -> Tensor:
+    """L bool maps (B, 1, h, w), True = skipped in that block -> (B, 1, h, w) number of blocks that computed it."""
+    return sum((~m).int() for m in global_halted)
+
+
+def depth_to_png(depth: np.ndarray, num_blocks: int) -> np.ndarray:
+    """(h, w) ints in [1, L] -> (h, w, 3) uint8 BGR colour map (dark = halted early, bright = computed deep)."""
+    grey = np.clip(depth.astype(np.float32) / max(num_blocks, 1) * 255.0, 0, 255).astype(np.uint8)
+    return cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)
+
+
+def confidence_to_png(confidence: np.ndarray) -> np.ndarray:
+    """(h, w) floats in [0, 1] -> (h, w, 3) uint8 BGR colour map."""
+    grey = np.clip(confidence * 255.0, 0, 255).round().astype(np.uint8)
+    return cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO)
