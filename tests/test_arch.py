@@ -1,0 +1,173 @@
+"""AdaFormer architecture: shapes, gradients, sparse == dense, MACs, halting rules."""
+import pytest
+import torch
+from torch.nn import functional as F
+
+import adaformer_arch  # noqa: F401
+from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.archs.window_attention import from_windows, to_windows
+from basicsr.archs import build_network
+
+SMALL = dict(num_feat=16, embed_dim=16, num_block_enc=1, num_block_dec=1, depth=4, num_heads=2, window_size=4,
+             num_prototypes=4)
+
+
+def small_net(upscale: int = 2, **kwargs) -> AdaFormer:
+    torch.manual_seed(0)
+    return AdaFormer(upscale=upscale, **{**SMALL, **kwargs})
+
+
+def set_confidence_bias(net: AdaFormer, bias: float, gain: float = 20.0) -> None:
+    """Shift the estimator's output (how much halts) and sharpen it (so that halting varies across tokens)."""
+    with torch.no_grad():
+        net.adam.estimator.conv2.weight.mul_(gain)
+    torch.nn.init.constant_(net.adam.estimator.conv2.bias, bias)
+
+
+def test_registry_and_paper_defaults():
+    net = build_network({'type': 'AdaFormer', 'upscale': 4})
+    assert isinstance(net, AdaFormer)
+    params = sum(p.numel() for p in net.parameters())
+    assert 1.55e6 < params < 1.70e6, params  # the paper's release: about 1.60 M
+    assert len(net.adam.blocks) == 6 and net.window_size == 8
+    assert net.adam.blocks[0].global_attn.prototypes.shape == (16, 64)
+    protos = net.adam.blocks[0].global_attn.prototypes
+    assert torch.allclose(protos, torch.ones_like(protos), atol=0.2)  # initialised at 1 ...
+    assert torch.unique(protos, dim=0).shape[0] == 16  # ... but not identical rows
+
+
+@pytest.mark.parametrize('upscale', [2, 3, 4])
+@pytest.mark.parametrize('size', [(16, 16), (37, 45), (5, 7)])
+def test_output_shape_any_size(upscale, size):
+    net = small_net(upscale).eval()
+    with torch.no_grad():
+        out = net(torch.rand(2, 3, *size))
+    assert out.shape == (2, 3, size[0] * upscale, size[1] * upscale)
+    assert torch.isfinite(out).all()
+
+
+def test_window_partition_roundtrip():
+    x = torch.randn(2, 5, 8, 12)
+    tokens = to_windows(x, 4)
+    assert tokens.shape == (2, 6, 16, 5)
+    assert torch.equal(tokens[0, 1, :, 0], x[0, 0, 0:4, 4:8].reshape(-1))  # window 1 = rows 0-3, cols 4-7
+    assert torch.equal(from_windows(tokens, 4, 8, 12), x)
+
+
+def test_every_parameter_gets_a_gradient():
+    net = small_net().train()
+    sr, aux = net(torch.rand(2, 3, 12, 12), return_aux=True)
+    (sr.mean() + sum(c.mean() for c in aux['confidences'])).backward()
+    missing = [n for n, p in net.named_parameters() if p.grad is None or not torch.any(p.grad != 0)]
+    assert not missing
+
+
+def test_estimator_learns_only_from_confidences():
+    net = small_net().train()
+    sr, _ = net(torch.rand(1, 3, 8, 8), return_aux=True)
+    sr.mean().backward()
+    assert all(p.grad is None for p in net.adam.estimator.parameters())  # features are detached
+
+
+def run(net, x, sparse):
+    net.sparse_compute = sparse
+    with torch.no_grad():
+        return net(x, return_aux=True)
+
+
+@pytest.mark.parametrize('bias', [-6.0, 0.0, 0.6, 8.0])  # nothing, partial (two levels), everything halts
+def test_sparse_equals_masked_dense(bias):
+    net = small_net().eval()
+    set_confidence_bias(net, bias)
+    x = torch.rand(2, 3, 16, 20)
+    x[1] = x[1] * 0.1  # a second image with other statistics: other masks
+    out_sparse, aux_sparse = run(net, x, True)
+    out_dense, aux_dense = run(net, x, False)
+    assert (out_sparse - out_dense).abs().max() <= 1e-5
+    for a, b in zip(aux_sparse['global_halted'], aux_dense['global_halted']):
+        assert torch.equal(a, b)
+    halted = torch.stack(aux_sparse['global_halted'][1:]).float().mean().item()
+    if bias < -5:
+        assert halted == 0.0
+        assert aux_sparse['macs'] == aux_dense['macs']
+    elif bias > 5:
+        assert halted == 1.0
+    else:
+        assert 0.0 < halted < 1.0
+    if bias > -5:
+        assert aux_sparse['macs'] < aux_dense['macs']
+
+
+def test_partial_halting_differs_between_images():
+    net = small_net().eval()
+    set_confidence_bias(net, 0.3)
+    x = torch.rand(2, 3, 16, 16)
+    x[1] = 0.5  # flat image
+    _, aux = run(net, x, True)
+    masks = torch.stack(aux['global_halted'])  # (L, B, 1, h, w)
+    assert not torch.equal(masks[:, 0], masks[:, 1])
+
+
+def test_early_exit_off_is_dense_and_most_expensive():
+    net = small_net().eval()
+    set_confidence_bias(net, 0.5)
+    x = torch.rand(1, 3, 16, 16)
+    macs = {}
+    for eps in (0.05, 0.3, 0.6):
+        net.halt_eps = eps
+        macs[eps] = run(net, x, True)[1]['macs']
+    net.early_exit = False
+    out, aux = run(net, x, True)
+    assert not any(m.any() for m in aux['global_halted'] + aux['local_halted'])
+    assert aux['macs'] > macs[0.05] > macs[0.3] > macs[0.6]
+
+
+def test_halting_is_monotone_and_matches_accumulated_confidence():
+    net = small_net(depth=6).eval()
+    set_confidence_bias(net, -0.5)
+    x = torch.rand(2, 3, 16, 16)
+    _, aux = run(net, x, True)
+    threshold = 1 - net.halt_eps
+    assert not aux['global_halted'][0].any() and not aux['local_halted'][0].any()  # block 1 sees every token
+    accumulated = torch.cumsum(torch.stack(aux['confidences']), dim=0)  # R^l
+    for layer in range(1, 6):
+        prev_g, g = aux['global_halted'][layer - 1], aux['global_halted'][layer]
+        prev_w, w = aux['local_halted'][layer - 1], aux['local_halted'][layer]
+        assert torch.all(g | ~prev_g) and torch.all(w | ~prev_w)  # once halted, always halted
+        r = accumulated[layer - 1]
+        assert torch.equal(g, r >= threshold)
+        assert torch.equal(w, F.avg_pool2d(r, net.window_size) >= threshold)
+    assert 0 < torch.stack(aux['global_halted']).float().mean() < 1
+
+
+def test_aux_shapes_on_padded_size():
+    net = small_net().eval()
+    _, aux = run(net, torch.rand(1, 3, 10, 13), True)
+    assert len(aux['confidences']) == 4
+    assert aux['confidences'][0].shape == (1, 1, 12, 16)
+    assert aux['global_halted'][0].shape == (1, 1, 12, 16) and aux['global_halted'][0].dtype == torch.bool
+    assert aux['local_halted'][0].shape == (1, 1, 3, 4)
+    assert all(0 <= c.min() and c.max() <= 1 for c in aux['confidences'])
+
+
+def test_halted_tokens_are_frozen():
+    """A token halted in both branches leaves a block unchanged, so its output equals the block input."""
+    net = small_net().eval()
+    block = net.adam.blocks[1]
+    x = torch.randn(1, 4, 16, 16)
+    local_keep = torch.tensor([[True, False, True, False]])
+    global_keep = torch.rand(1, 64) > 0.5
+    out, _ = block.forward_sparse(x, local_keep, global_keep)
+    frozen = (~local_keep[:, :, None] & ~global_keep.view(1, 4, 16))[..., None].expand_as(x)
+    assert frozen.any()
+    assert torch.equal(out[frozen], x[frozen])
+    assert not torch.equal(out[~frozen], x[~frozen])
+
+
+def test_macs_per_pixel_close_to_paper():
+    net = AdaFormer(upscale=4).eval()
+    net.early_exit = False
+    with torch.no_grad():
+        _, aux = net(torch.rand(1, 3, 64, 64), return_aux=True)
+    per_pixel = aux['macs'] / (64 * 64)
+    assert 1.4e6 < per_pixel < 1.8e6, per_pixel  # paper Table 3: ~1.53 M MACs per LR pixel (no estimator)
