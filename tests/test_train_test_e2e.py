@@ -1,0 +1,105 @@
+"""End to end through the `basicsr` command: train, auto-resume, test; swapping into a plain SRModel experiment."""
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+
+from helpers import eval_options, make_pairs, run_cli, train_options, write_yaml
+
+
+@pytest.fixture(scope='module')
+def trained(tmp_path_factory):
+    """Train 4 iterations, then resume to 6 with --auto_resume; returns the working directory."""
+    work = tmp_path_factory.mktemp('e2e')
+    data = make_pairs(work / 'data')
+    opt_file = write_yaml(work / 'train.yml', train_options(data))
+    first = run_cli(['train', '-opt', str(opt_file)], cwd=work)
+    second = run_cli(['train', '-opt', str(opt_file), '--auto_resume', '--force_yml', 'train:total_iter=6'],
+                     cwd=work)
+    return work, first, second
+
+
+def test_train_writes_loadable_checkpoints(trained):
+    work, _, _ = trained
+    exp = work / 'experiments' / 'tiny'
+    for it in (2, 4, 6, 'latest'):
+        ckpt = torch.load(exp / 'models' / f'net_g_{it}.pth', weights_only=True)
+        assert set(ckpt) == {'params', 'params_ema'}
+        assert 'adam.estimator.conv2.bias' in ckpt['params']
+    state = torch.load(exp / 'training_states' / '4.state', weights_only=True)
+    assert state['iter'] == 4 and len(state['optimizers']) == 1
+    assert not list(exp.rglob('*.tmp'))
+
+
+def test_train_log_has_losses_and_sparsity(trained):
+    work, first, _ = trained
+    log = next((work / 'experiments' / 'tiny').glob('train_tiny_*.log')).read_text()
+    assert 'l_pix:' in log and 'l_usl:' in log and 'sparsity_l2:' in log and 'conf_l1:' in log
+    assert 'AdaFormer statistics' in log  # validation table
+
+
+def test_auto_resume_continues_from_last_checkpoint(trained):
+    work, _, second = trained
+    logs = sorted((work / 'experiments' / 'tiny').glob('train_tiny_*.log'))
+    resumed = logs[-1].read_text()
+    assert 'Resuming training from epoch' in resumed and 'iter: 4' in resumed
+    assert 'iter:       5' in resumed and 'iter:       6' in resumed
+    assert 'iter:       1,' not in resumed
+
+
+def test_test_command_writes_images_metrics_stats_and_maps(trained):
+    work, _, _ = trained
+    weights = str(work / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth')
+    opt_file = write_yaml(work / 'test.yml', eval_options(work / 'data', weights, save_halting_maps=True))
+    proc = run_cli(['test', '-opt', str(opt_file)], cwd=work)
+    results = work / 'results' / 'tiny_test'
+    sr = cv2.imread(str(results / 'visualization' / 'tinyset' / 'img0_tiny_test.png'))
+    assert sr.shape == (32, 32, 3)
+    depth = cv2.imread(str(results / 'visualization' / 'tinyset' / 'img0_depth.png'))
+    assert depth.shape == (32, 32, 3)
+    assert (results / 'visualization' / 'tinyset' / 'img0_confidence.png').is_file()
+    stats = json.loads((results / 'stats_tinyset_tiny_test.json').read_text())
+    assert stats['summary']['num_images'] == 4 and len(stats['images']) == 4
+    assert stats['summary']['psnr'] > 10 and 0 < stats['summary']['ssim'] <= 1
+    assert len(stats['images'][0]['sparsity']) == 2 and stats['images'][0]['macs'] > 0
+    log = next(results.glob('test_tiny_test_*.log')).read_text()
+    assert '| tinyset |' in log
+
+
+def test_swap_into_plain_basicsr_experiment(tmp_path):
+    """A BasicSR SRModel option file with only network_g changed to AdaFormer trains unchanged otherwise."""
+    data = make_pairs(tmp_path / 'data')
+    opt = train_options(data, name='swap', total_iter=2, model_type='SRModel')
+    del opt['train']['uncertainty_opt']
+    run_cli(['train', '-opt', str(write_yaml(tmp_path / 'swap.yml', opt))], cwd=tmp_path)
+    assert (tmp_path / 'experiments' / 'swap' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_python_module_entry_points(tmp_path):
+    for module in ('adaformer_arch.train', 'adaformer_arch.test'):
+        proc = subprocess.run([sys.executable, '-m', module, '--help'], capture_output=True, text=True, cwd=tmp_path)
+        assert proc.returncode == 0 and '-opt' in proc.stdout
+    proc = run_cli(['--help'], cwd=tmp_path)
+    assert 'train' in proc.stdout and 'test' in proc.stdout
+    assert run_cli(['nope'], cwd=tmp_path, check=False).returncode == 2
+
+
+def test_ddp_on_cpu_with_two_processes(tmp_path):
+    """torchrun with 2 processes and --launcher pytorch trains on CPU (gloo)."""
+    data = make_pairs(tmp_path / 'data')
+    opt = train_options(data, name='ddp', total_iter=2, dist_params={'backend': 'gloo'})
+    opt_file = write_yaml(tmp_path / 'ddp.yml', opt)
+    env = dict(os.environ, OMP_NUM_THREADS='1')
+    proc = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29517', '-m',
+        'adaformer_arch.train', '-opt', str(opt_file), '--launcher', 'pytorch'
+    ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    log = next((tmp_path / 'experiments' / 'ddp').glob('train_ddp_*.log')).read_text()
+    assert 'World size (gpu number): 2' in log
+    assert (tmp_path / 'experiments' / 'ddp' / 'models' / 'net_g_latest.pth').is_file()
