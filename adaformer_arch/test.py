@@ -12,10 +12,13 @@ from typing import List, Optional
 import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFormer)
 from basicsr.test import test_pipeline
 
+from .utils.allocator import tune_glibc_malloc
+
 
 def main(argv: Optional[List[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0]] + list(argv)
+    tune_glibc_malloc()
     test_pipeline(os.getcwd())
 
 

@@ -18,6 +18,8 @@ import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFor
 from basicsr import train as basicsr_train
 from basicsr.utils import check_resume, get_root_logger, scandir
 
+from .utils.allocator import tune_glibc_malloc
+
 
 def _state_candidates(opt: Dict) -> List[str]:
     """Training states to try, newest first."""
@@ -66,6 +68,7 @@ def load_resume_state(opt: Dict) -> Optional[Dict]:
 def main(argv: Optional[List[str]] = None) -> None:
     if argv is not None:
         sys.argv = [sys.argv[0]] + list(argv)
+    tune_glibc_malloc()
     basicsr_train.load_resume_state = load_resume_state
     basicsr_train.train_pipeline(os.getcwd())
 
