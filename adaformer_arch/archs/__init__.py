@@ -1,4 +1,5 @@
 """Networks registered in BasicSR's ARCH_REGISTRY."""
 from .adaformer_arch import AdaFormer
+from .conv_floor_arch import AdaFormerConvFloor
 
-__all__ = ['AdaFormer']
+__all__ = ['AdaFormer', 'AdaFormerConvFloor']
