@@ -7,6 +7,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .chunking import CHUNK_TOKENS, chunked
+
 
 class PrototypeAttention(nn.Module):
     """Two cross-attentions through M learned prototypes.
@@ -31,8 +33,7 @@ class PrototypeAttention(nn.Module):
         with torch.no_grad():
             self.prototypes.add_(torch.randn(num_prototypes, dim) * 0.02)
         self.proto_q = nn.Linear(dim, dim)  # Eq. 10: queries from the prototypes
-        self.token_kv = nn.Linear(dim, 2 * dim)  # Eq. 10: keys/values from the tokens
-        self.token_q = nn.Linear(dim, dim)  # Eq. 12: queries from the tokens
+        self.token_qkv = nn.Linear(dim, 3 * dim)  # keys/values of the tokens (Eq. 10), their queries (Eq. 12)
         self.proto_kv = nn.Linear(dim, 2 * dim)  # Eq. 12: keys/values from the updated prototypes
         self.proj = nn.Linear(dim, dim)
 
@@ -46,14 +47,14 @@ class PrototypeAttention(nn.Module):
         b, _, n, _ = x.shape
         return x.transpose(1, 2).reshape(b, n, self.dim)
 
-    def update_prototypes(self, tokens: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
-        """Eqs. 10-11. (B, N, D) normalised tokens, optional (B, N) bool mask of kept tokens -> (B, M, D).
+    def update_prototypes(self, qkv: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
+        """Eqs. 10-11. (B, N, 3D) projected tokens, optional (B, N) bool mask of kept tokens -> (B, M, D).
 
         An image whose mask keeps no token gets ``P`` unchanged (nothing would read it anyway).
         """
-        b = tokens.shape[0]
+        b = qkv.shape[0]
         q = self._heads(self.proto_q(self.prototypes).expand(b, -1, -1))
-        k, v = self._kv(self.token_kv(tokens))
+        k, v = self._heads(qkv[..., self.dim:2 * self.dim]), self._heads(qkv[..., 2 * self.dim:])
         mask = None
         if key_mask is not None:
             empty = ~key_mask.any(dim=1)
@@ -63,24 +64,21 @@ class PrototypeAttention(nn.Module):
             gathered = gathered * (~empty).to(gathered.dtype)[:, None, None]
         return self.prototypes + gathered
 
-    def _kv(self, kv: Tensor) -> tuple:
-        """(B, N, 2D) -> two (B, heads, N, D/heads)."""
-        k, v = kv.chunk(2, dim=-1)
-        return self._heads(k), self._heads(v)
-
-    def read(self, tokens: Tensor, prototypes: Tensor) -> Tensor:
-        """Eqs. 12-13. (B, N, D) normalised tokens, (B, M, D) updated prototypes -> (B, N, D)."""
-        q = self._heads(self.token_q(tokens))
-        k, v = self._kv(self.proto_kv(prototypes))
-        return self.proj(self._merge(F.scaled_dot_product_attention(q, k, v)))
+    def read(self, qkv: Tensor, prototypes: Tensor) -> Tensor:
+        """Eqs. 12-13. (B, N, 3D) projected tokens, (B, M, D) updated prototypes -> (B, N, D)."""
+        q = self._heads(qkv[..., :self.dim])
+        k, v = self.proto_kv(prototypes).chunk(2, dim=-1)
+        return self.proj(self._merge(F.scaled_dot_product_attention(q, self._heads(k), self._heads(v))))
 
     def forward(self, tokens: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
         """(B, N, D) normalised tokens, optional (B, N) kept-token mask -> (B, N, D) global context per token."""
-        return self.read(tokens, self.update_prototypes(tokens, key_mask))
+        qkv = self.token_qkv(tokens)  # (B, N, 3D): query (Eq. 12), key and value (Eq. 10) of every token
+        prototypes = self.update_prototypes(qkv, key_mask)
+        return chunked(lambda part: self.read(part, prototypes), qkv, CHUNK_TOKENS, dim=1)
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""
         d, m = self.dim, self.num_prototypes
         per_image = m * d * d + 2 * m * d * d  # prototype queries, prototype keys/values
-        per_token = 2 * d * d + 2 * m * d + d * d + 2 * m * d + d * d  # kv, P<-X attention, q, X<-P attention, proj
+        per_token = 3 * d * d + 2 * m * d + 2 * m * d + d * d  # qkv, P<-X attention, X<-P attention, proj
         return num_images * per_image + num_tokens * per_token

@@ -13,22 +13,14 @@ by the MLP. With no masks (the first block, or early exit off) every token is co
 * :meth:`TSAB.forward_sparse` gathers only the kept windows/tokens, computes them and scatters the results back.
   Both give the same result; the sparse path is what makes halted tokens free.
 """
-from typing import Callable, Optional, Tuple
+from typing import Optional, Tuple
 
 import torch
 from torch import Tensor, nn
 
+from .chunking import CHUNK_TOKENS, chunked
 from .prototype_attention import PrototypeAttention
 from .window_attention import WindowAttention
-
-CHUNK_TOKENS = 64 * 1024  # bounds the temporaries of one step to a few tens of MB whatever the image size
-
-
-def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, dim: int = 0) -> Tensor:
-    """Apply ``fn`` to slices of ``x`` of at most ``chunk`` entries along ``dim`` and concatenate the results."""
-    if x.shape[dim] <= chunk:
-        return fn(x)
-    return torch.cat([fn(part) for part in x.split(chunk, dim=dim)], dim=dim)
 
 
 class Mlp(nn.Module):
@@ -92,10 +84,7 @@ class TSAB(nn.Module):
         """
         b, nw, n, d = x.shape
         loc = self._local(x.reshape(b * nw, n, d)).view(b, nw, n, d)
-        tokens = self.norm1(x.reshape(b, nw * n, d))
-        prototypes = self.global_attn.update_prototypes(tokens, global_keep)
-        glob = chunked(lambda t: self.global_attn.read(t, prototypes), tokens, CHUNK_TOKENS, dim=1)
-        glob = glob.view(b, nw, n, d)
+        glob = self.global_attn(self.norm1(x.reshape(b, nw * n, d)), global_keep).view(b, nw, n, d)
         if local_keep is None:
             x = x + loc + glob
             x = x + self._mlp(x.reshape(-1, d)).view_as(x)
@@ -125,9 +114,7 @@ class TSAB(nn.Module):
         for i in range(b):  # kept-token counts differ per image: each image is one exact variable-length call
             tok_idx = global_keep[i].nonzero().squeeze(1)
             if tok_idx.numel():
-                kept = self.norm1(tokens[i].index_select(0, tok_idx))[None]
-                prototypes = self.global_attn.update_prototypes(kept)
-                glob = chunked(lambda t: self.global_attn.read(t, prototypes), kept, CHUNK_TOKENS, dim=1)
+                glob = self.global_attn(self.norm1(tokens[i].index_select(0, tok_idx))[None])
                 out_tokens[i].index_add_(0, tok_idx, glob[0])
                 macs += self.global_attn.macs(tok_idx.numel(), 1)
 
