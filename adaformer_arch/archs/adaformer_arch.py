@@ -158,7 +158,8 @@ class AdaFormer(nn.Module):
         ``local_halted`` (L bool maps (B,1,h'/S,w'/S)), ``macs`` (int, executed multiply-accumulates).
         """
         h, w = lq.shape[-2:]
-        x = self._pad((lq - self.mean) * self.img_range)
+        # channels-last: the fast memory layout of CPU (oneDNN) and GPU convolutions alike
+        x = self._pad((lq - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last)
         b, _, hp, wp = x.shape
         head = self.conv_first(x)
         feat = self.encoder(head)
@@ -167,7 +168,7 @@ class AdaFormer(nn.Module):
             feat, self.early_exit, self.halt_eps, sparse, need_confidences=return_aux or self.training)
         feat = self.decoder(feat) + head
         out = self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean
-        out = out[..., :h * self.upscale, :w * self.upscale]
+        out = out[..., :h * self.upscale, :w * self.upscale].contiguous()
         if not return_aux:
             return out
         cnn_macs = conv_macs(self.conv_first, hp, wp, b) + conv_macs(self.conv_up, hp, wp, b)

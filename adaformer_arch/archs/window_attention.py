@@ -12,20 +12,22 @@ from torch.nn import functional as F
 def to_windows(x: Tensor, window_size: int) -> Tensor:
     """(B, C, H, W) feature map -> (B, nW, S*S, C) window-major tokens, H and W multiples of S.
 
-    Windows are numbered row-major over the (H/S, W/S) grid; tokens row-major inside a window.
+    Windows are numbered row-major over the (H/S, W/S) grid; tokens row-major inside a window. One copy; none
+    beyond it when ``x`` is channels-last.
     """
     b, c, h, w = x.shape
     s = window_size
-    x = x.view(b, c, h // s, s, w // s, s).permute(0, 2, 4, 3, 5, 1)
+    x = x.permute(0, 2, 3, 1).reshape(b, h // s, s, w // s, s, c).transpose(2, 3)
     return x.reshape(b, (h // s) * (w // s), s * s, c)
 
 
 def from_windows(tokens: Tensor, window_size: int, height: int, width: int) -> Tensor:
-    """(B, nW, S*S, C) window-major tokens -> (B, C, H, W) feature map (inverse of :func:`to_windows`)."""
+    """(B, nW, S*S, C) window-major tokens -> (B, C, H, W) channels-last feature map (inverse of
+    :func:`to_windows`). Channels-last is the fast layout of CPU convolutions (oneDNN)."""
     b, _, _, c = tokens.shape
     s = window_size
-    x = tokens.view(b, height // s, width // s, s, s, c).permute(0, 5, 1, 3, 2, 4)
-    return x.reshape(b, c, height, width)
+    x = tokens.view(b, height // s, width // s, s, s, c).transpose(2, 3).reshape(b, height, width, c)
+    return x.permute(0, 3, 1, 2)
 
 
 def relative_position_index(window_size: int) -> Tensor:
