@@ -11,7 +11,8 @@ from basicsr.utils.registry import ARCH_REGISTRY
 @ARCH_REGISTRY.register()
 class AdaFormerConvFloor(nn.Module):
     """AdaFormer's head conv, ``num_block`` residual blocks (its encoder + decoder), global skip and pixel-shuffle
-    tail, with no AdaM: what AdaFormer would cost if every token halted before the first TSAB.
+    tail, with no AdaM, in AdaFormer's channels-last layout: what AdaFormer would cost if every token halted before
+    the first TSAB.
 
     (B, num_in_ch, h, w) in [0, 1] -> (B, num_out_ch, h*upscale, w*upscale); any h, w.
     """
@@ -35,6 +36,7 @@ class AdaFormerConvFloor(nn.Module):
         self.pixel_shuffle = nn.PixelShuffle(upscale)
 
     def forward(self, lq: Tensor) -> Tensor:
-        head = self.conv_first((lq - self.mean) * self.img_range)
+        # channels-last, as AdaFormer: the fast memory layout of CPU (oneDNN) and GPU convolutions
+        head = self.conv_first(((lq - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last))
         feat = self.body(head) + head
-        return self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean
+        return (self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean).contiguous()
