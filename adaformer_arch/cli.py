@@ -10,6 +10,7 @@ from typing import List, Optional
 COMMANDS = {
     'train': ('adaformer_arch.train', 'train a model from an option file (BasicSR train.py)'),
     'test': ('adaformer_arch.test', 'evaluate a model from an option file (BasicSR test.py)'),
+    'bench': ('adaformer_arch.bench', 'latency/memory/MACs of several networks side by side (options/bench_x4.yml)'),
 }
 
 

@@ -1,0 +1,1 @@
+"""Building blocks of ``basicsr bench`` (see :mod:`adaformer_arch.bench` and docs/benchmark.md)."""

@@ -1,0 +1,99 @@
+"""Build a benchmark network from its :class:`NetworkSpec`: BasicSR registry, weights, attribute overrides."""
+import copy
+import os
+from typing import Dict
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from basicsr.utils.registry import ARCH_REGISTRY
+
+from .options import RANDOM, BenchError, NetworkSpec
+
+
+class InputAdapter(nn.Module):
+    """Feeds ``net`` the way its own test code would: reflect-pads (B, C, h, w) at the bottom/right to multiples of
+    ``pad_to`` (as SwinIR's test script does for windowed networks that do not pad) and/or hands it a channels-last
+    input (convolutions then keep that layout), and crops the (B, C', h*s, w*s) output back to a contiguous tensor."""
+
+    def __init__(self, net: nn.Module, pad_to: int, channels_last: bool, scale: int) -> None:
+        super().__init__()
+        self.net = net
+        self.pad_to = pad_to
+        self.channels_last = channels_last
+        self.scale = scale
+
+    def pad(self, lq: Tensor) -> Tensor:
+        """(B, C, h, w) -> (B, C, h', w'), h' and w' the next multiples of ``pad_to``."""
+        h, w = lq.shape[-2:]
+        pad_h, pad_w = (-h) % self.pad_to, (-w) % self.pad_to
+        if pad_h == 0 and pad_w == 0:
+            return lq
+        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+        return F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
+
+    def forward(self, lq: Tensor) -> Tensor:
+        h, w = lq.shape[-2:]
+        x = self.pad(lq)
+        if self.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        return self.net(x)[..., :h * self.scale, :w * self.scale].contiguous()
+
+
+def bare(net: nn.Module) -> nn.Module:
+    """The registry network inside an :class:`InputAdapter` (or ``net`` itself)."""
+    return net.net if isinstance(net, InputAdapter) else net
+
+
+def load_state_dict(path: str, param_key: str = None) -> Dict[str, Tensor]:
+    """A BasicSR weights file: ``params_ema`` if present, else ``params``, else the file itself (a state dict)."""
+    state = torch.load(path, map_location='cpu', weights_only=True)
+    if param_key is not None:
+        if param_key not in state:
+            raise BenchError(f'weights file {path} has no {param_key!r} (keys: {sorted(state)[:8]})')
+        state = state[param_key]
+    elif 'params_ema' in state:
+        state = state['params_ema']
+    elif 'params' in state:
+        state = state['params']
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+
+
+def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn.Module:
+    """The network of ``spec`` in eval mode on the CPU. ``where`` names the option file in error messages."""
+    opt = copy.deepcopy(spec.network_g)
+    arch = opt.pop('type')
+    try:
+        cls = ARCH_REGISTRY.get(arch)
+    except KeyError:
+        raise BenchError(f'{where}: network {spec.name!r}: no arch {arch!r} in BasicSR\'s ARCH_REGISTRY; check '
+                         f'network_g.type (arches register when their module is imported)') from None
+    try:
+        net = cls(**opt)
+    except TypeError as e:
+        raise BenchError(f'{where}: network {spec.name!r}: bad network_g arguments for {arch}: {e}') from None
+    if spec.weights != RANDOM and not random_weights:
+        if not os.path.isfile(spec.weights):
+            raise BenchError(
+                f'{where}: network {spec.name!r}: weights file {spec.weights} not found. Put the trained weights '
+                f'there, or benchmark random weights with "weights: random" in this entry or --random-weights '
+                f'(AdaFormer\'s latency depends on its weights through token halting: random weights do not give '
+                f'representative numbers for it).')
+        try:
+            net.load_state_dict(load_state_dict(spec.weights, spec.param_key), strict=True)
+        except (RuntimeError, KeyError, ValueError) as e:
+            raise BenchError(f'{where}: network {spec.name!r}: cannot load {spec.weights}: {e}') from None
+    for key, value in spec.attributes.items():
+        if not hasattr(net, key):
+            raise BenchError(f'{where}: network {spec.name!r}: attributes.{key}: {arch} has no attribute {key!r}')
+        setattr(net, key, value)
+    if spec.pad_to > 1 or spec.channels_last:
+        net = InputAdapter(net, spec.pad_to, spec.channels_last, scale)
+    return net.eval()
+
+
+def uses_random_weights(spec: NetworkSpec, net: nn.Module, random_weights: bool) -> bool:
+    """True when a network with parameters runs with its initial (random) weights."""
+    has_params = any(True for _ in net.parameters())
+    return has_params and (random_weights or spec.weights == RANDOM)

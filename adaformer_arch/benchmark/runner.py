@@ -1,0 +1,74 @@
+"""Timing: interleaved latency runs of several networks, and the float32 GEMM ceiling of the machine."""
+import statistics
+import time
+from typing import Callable, Dict, List, Tuple
+
+import torch
+from torch import Tensor, nn
+
+
+def sync(device: torch.device) -> None:
+    if device.type == 'cuda':
+        torch.cuda.synchronize(device)
+
+
+@torch.no_grad()
+def time_forward(net: nn.Module, lq: Tensor, device: torch.device) -> float:
+    """Wall-clock seconds of one ``net(lq)``, the device synchronised before and after."""
+    sync(device)
+    start = time.perf_counter()
+    net(lq)
+    sync(device)
+    return time.perf_counter() - start
+
+
+def round_order(names: List[str], round_index: int) -> List[str]:
+    """The networks of one round, rotated by one place each round so that no network always runs after the
+    same one (cache and frequency effects of a heavy predecessor average out)."""
+    k = round_index % len(names)
+    return names[k:] + names[:k]
+
+
+def interleaved_latency(nets: Dict[str, nn.Module], lq: Tensor, runs: int, warmup: int, device: torch.device,
+                        step: Callable[[], None]) -> Tuple[Dict[str, List[float]], List[List[str]]]:
+    """``warmup`` untimed rounds, then ``runs`` timed rounds; in each round every network runs once.
+
+    Returns the seconds of every timed run per network, and the order of every round (warm-up rounds first).
+    ``step`` is called after every forward (progress bar).
+    """
+    names = list(nets)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    schedule = []
+    for r in range(warmup + runs):
+        order = round_order(names, r)
+        schedule.append(order)
+        for name in order:
+            seconds = time_forward(nets[name], lq, device)
+            if r >= warmup:
+                times[name].append(seconds)
+            step()
+    return times, schedule
+
+
+def summarise(seconds: List[float]) -> Dict[str, float]:
+    """Median, min and max in milliseconds, and every run."""
+    ms = [s * 1000.0 for s in seconds]
+    return {'median': statistics.median(ms), 'min': min(ms), 'max': max(ms), 'runs_ms': ms}
+
+
+@torch.no_grad()
+def gemm_gflops(n: int, device: torch.device, reps: int = 5) -> Dict[str, float]:
+    """float32 ``torch.mm`` of two (n, n) matrices: best and median GFLOP/s (2 n^3 FLOPs) over ``reps`` runs after
+    one warm-up; the best is the ceiling the networks' achieved GFLOP/s are compared with."""
+    gen = torch.Generator().manual_seed(0)
+    a = torch.rand(n, n, generator=gen).to(device)
+    b = torch.rand(n, n, generator=gen).to(device)
+    torch.mm(a, b)
+    rates = []
+    for _ in range(reps):
+        sync(device)
+        start = time.perf_counter()
+        torch.mm(a, b)
+        sync(device)
+        rates.append(2.0 * n**3 / (time.perf_counter() - start) / 1e9)
+    return {'size': n, 'reps': reps, 'gflops_best': max(rates), 'gflops_median': statistics.median(rates)}

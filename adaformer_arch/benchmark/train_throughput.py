@@ -1,0 +1,75 @@
+"""Training throughput: optimiser steps per second (forward + backward + Adam) on random batches.
+
+AdaFormer trains as ``AdaFormerModel`` does: ``forward(return_aux=True)``, L1 + UncertaintyLoss (alpha 1, errors
+on the 0-255 scale); other networks with L1 alone. Adam (lr 2e-4, betas 0.9/0.999) as in the training options.
+The networks take their steps interleaved (one step of each per round, rotated like the latency rounds).
+"""
+import copy
+import time
+from typing import Callable, Dict, List
+
+import torch
+from torch import Tensor, nn
+from torch.nn import functional as F
+
+from ..archs.adaformer_arch import AdaFormer
+from ..losses.uncertainty_loss import UncertaintyLoss
+from .networks import bare
+from .runner import round_order, summarise, sync
+
+
+class _Trainer:
+    """One network with its optimiser and loss; :meth:`step` runs one training iteration on (lq, gt)."""
+
+    def __init__(self, net: nn.Module, device: torch.device) -> None:
+        self.net = copy.deepcopy(net).to(device).train()
+        self.optimizer = torch.optim.Adam(self.net.parameters(), lr=2e-4, betas=(0.9, 0.999))
+        self.usl = UncertaintyLoss() if isinstance(bare(self.net), AdaFormer) else None
+
+    def step(self, lq: Tensor, gt: Tensor) -> None:
+        self.optimizer.zero_grad(set_to_none=True)
+        if self.usl is not None:
+            sr, aux = self.net(lq, return_aux=True)
+            loss = F.l1_loss(sr, gt) + self.usl(aux['confidences'], sr, gt, lq_size=lq.shape[-2:])
+        else:
+            loss = F.l1_loss(self.net(lq), gt)
+        loss.backward()
+        self.optimizer.step()
+
+
+def train_throughput(nets: Dict[str, nn.Module], batch_size: int, lr_patch: int, scale: int, steps: int,
+                     warmup: int, device: torch.device, step_done: Callable[[], None]) -> Dict:
+    """Interleaved training steps of ``nets`` on (batch_size, 3, lr_patch, lr_patch) random LR batches.
+
+    Returns per network the step time summary (ms), iterations/s (1 / median step time) and LR pixels/s, plus the
+    round order.
+    """
+    gen = torch.Generator().manual_seed(0)
+    lq = torch.rand(batch_size, 3, lr_patch, lr_patch, generator=gen).to(device)
+    gt = torch.rand(batch_size, 3, lr_patch * scale, lr_patch * scale, generator=gen).to(device)
+    trainers = {name: _Trainer(net, device) for name, net in nets.items()}
+    names = list(trainers)
+    times: Dict[str, List[float]] = {name: [] for name in names}
+    schedule = []
+    for r in range(warmup + steps):
+        order = round_order(names, r)
+        schedule.append(order)
+        for name in order:
+            sync(device)
+            start = time.perf_counter()
+            trainers[name].step(lq, gt)
+            sync(device)
+            if r >= warmup:
+                times[name].append(time.perf_counter() - start)
+            step_done()
+    results = {}
+    for name in names:
+        summary = summarise(times[name])
+        results[name] = {
+            'step_ms': summary,
+            'iters_per_s': 1000.0 / summary['median'],
+            'lr_pixels_per_s': batch_size * lr_patch**2 * 1000.0 / summary['median'],
+        }
+    return {'batch_size': batch_size, 'lr_patch': lr_patch, 'steps': steps, 'warmup': warmup,
+            'losses': {'AdaFormer': 'L1 + UncertaintyLoss', 'others': 'L1'}, 'optimizer': 'Adam lr 2e-4',
+            'networks': results, 'schedule': schedule}
