@@ -1,0 +1,160 @@
+"""`basicsr bench`: one tiny end-to-end run through the CLI (tiny AdaFormer + tiny EDSR, 16x16, random weights),
+its error for a missing weights file, and the pieces whose numbers can be checked by hand. No timing assertions."""
+import json
+from pathlib import Path
+
+import cv2
+import pytest
+import torch
+from torch import nn
+
+from adaformer_arch import bench
+from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profile_with_hooks, profile
+from adaformer_arch.benchmark.networks import build
+from adaformer_arch.benchmark.options import BenchError, NetworkSpec, parse_size
+from adaformer_arch.benchmark.runner import round_order
+from helpers import TINY_NET, make_pairs, run_cli, write_yaml
+
+TINY_EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.)
+NAMES = ['AdaFormer tiny', 'EDSR tiny']
+RUNS, WARMUP = 2, 1
+
+
+def bench_options(weights: str = 'random') -> dict:
+    return {
+        'scale': 2, 'sizes': ['16x16'], 'runs': RUNS, 'warmup': WARMUP,
+        'networks': [
+            {'name': NAMES[0], 'network_g': dict(TINY_NET), 'weights': weights, 'attributes': {'halt_eps': 0.3}},
+            {'name': NAMES[1], 'network_g': dict(TINY_EDSR)},
+        ],
+        'train_throughput': {'networks': NAMES, 'batch_size': 2, 'lr_patch': 8, 'steps': 1, 'warmup': 0},
+        'tradeoff': {'network': NAMES[0], 'halt_eps': [0.0, 0.5]},
+    }
+
+
+@pytest.fixture(scope='module')
+def bench_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp('bench')
+    data = make_pairs(root / 'data', count=2, size=16)
+    opt = write_yaml(root / 'bench.yml', bench_options(weights=str(root / 'not_trained_yet.pth')))
+    out = root / 'out'
+    proc = run_cli(['bench', '-opt', str(opt), '--random-weights', '--gemm-size', '64', '--threads', '1',
+                    '--out', str(out), '--train-throughput', '--dataset-hr', str(data / 'HR'),
+                    '--dataset-lr', str(data / 'LR')], cwd=root)
+    return out, json.loads((out / 'bench.json').read_text()), proc
+
+
+def test_json_has_every_network_and_size_with_consistent_numbers(bench_run):
+    _, result, _ = bench_run
+    for key in ('command', 'machine', 'settings', 'gemm', 'memory_method', 'networks', 'results', 'schedule',
+                'train_throughput', 'tradeoff'):
+        assert key in result, key
+    assert '--random-weights' in result['command'] and result['command'].startswith('basicsr bench -opt ')
+    assert result['settings']['threads'] == 1 and result['settings']['allocator']['mode'] == 'tuned'
+    assert result['gemm']['gflops_best'] > 0
+    rows = {(r['network'], r['size']): r for r in result['results']}
+    assert set(rows) == {(name, '16x16') for name in NAMES}
+    for row in rows.values():
+        assert row['macs'] > 0
+        assert len(row['latency_ms']['runs_ms']) == RUNS
+        assert 0 < row['latency_ms']['min'] <= row['latency_ms']['median'] <= row['latency_ms']['max']
+        assert row['gflops_achieved'] == pytest.approx(2 * row['macs'] / row['latency_ms']['median'] / 1e6)
+        assert row['peak_memory_bytes'] is not None and row['peak_memory_bytes'] >= 0
+        assert row['random_weights'] is True and row['params'] > 0
+    ada, edsr = rows[(NAMES[0], '16x16')], rows[(NAMES[1], '16x16')]
+    assert ada['macs_method'] == METHOD_ADAFORMER and edsr['macs_method'] == METHOD_HOOKS
+    assert 0.0 <= ada['sparsity'] <= 1.0 and len(ada['sparsity_per_block']) == TINY_NET['depth']
+    assert edsr['sparsity'] is None
+    assert result['networks'][0]['attributes'] == {'halt_eps': 0.3} and result['networks'][0]['weights'] == 'random'
+
+
+def test_interleaving_order_is_recorded(bench_run):
+    _, result, _ = bench_run
+    schedule = result['schedule']['16x16']
+    assert schedule['warmup_rounds'] == WARMUP
+    assert len(schedule['rounds']) == WARMUP + RUNS
+    for r, order in enumerate(schedule['rounds']):
+        assert sorted(order) == sorted(NAMES)
+        assert order[0] == NAMES[r % len(NAMES)]  # rotated by one each round
+
+
+def test_train_throughput_and_tradeoff_recorded(bench_run):
+    _, result, _ = bench_run
+    train = result['train_throughput']['networks']
+    assert set(train) == set(NAMES) and all(v['iters_per_s'] > 0 for v in train.values())
+    tradeoff = result['tradeoff']
+    assert [v['halt_eps'] for v in tradeoff['variants']] == [0.0, 0.5]
+    assert tradeoff['num_images'] == 2
+    assert all(len(v['images']) == 2 and v['psnr_y'] > 0 for v in tradeoff['variants'])
+
+
+def test_markdown_table_and_charts(bench_run):
+    out, _, proc = bench_run
+    md = (out / 'bench.md').read_text()
+    for name in NAMES:
+        assert any(line.startswith(f'| {name} * | 16x16 |') for line in md.splitlines()), name
+    assert '| Network | LR size | Latency ms (median) |' in md
+    assert '## Training throughput' in md and '## PSNR vs latency' in md
+    assert 'Reproduce: basicsr bench' in proc.stdout and '| Network |' in proc.stdout
+    for png in ('bench.png', 'tradeoff.png'):
+        img = cv2.imread(str(out / png))
+        assert img is not None and img.shape[0] > 100 and img.shape[1] > 100, png
+        assert img.min() < 100  # something was drawn on the white canvas
+
+
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path):
+    missing = tmp_path / 'AdaFormer_missing.pth'
+    opt = write_yaml(tmp_path / 'bench.yml', bench_options(weights=str(missing)))
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(opt), '--out', str(tmp_path / 'out')])
+    message = str(exit_info.value.code)
+    assert message.startswith('basicsr bench: error:')
+    assert f'weights file {missing} not found' in message and '--random-weights' in message
+    assert "network 'AdaFormer tiny'" in message
+    assert not (tmp_path / 'out').exists()
+
+
+def test_weights_are_loaded_from_params_ema(tmp_path: Path):
+    source = build(NetworkSpec('e', dict(TINY_EDSR)), 2, False, 'test')
+    torch.save({'params': {}, 'params_ema': source.state_dict()}, tmp_path / 'w.pth')
+    loaded = build(NetworkSpec('e', dict(TINY_EDSR), weights=str(tmp_path / 'w.pth')), 2, False, 'test')
+    for key, value in source.state_dict().items():
+        assert torch.equal(loaded.state_dict()[key], value), key
+    with pytest.raises(BenchError, match='no attribute'):
+        build(NetworkSpec('e', dict(TINY_EDSR), attributes={'halt_eps': 0.1}), 2, False, 'test')
+
+
+def test_hook_macs_of_a_conv_and_a_linear():
+    net = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.Flatten(2), nn.Linear(7 * 6, 4))
+    macs = _profile_with_hooks(net, torch.rand(1, 3, 7, 6)).macs
+    assert macs == 7 * 6 * 5 * 3 * 9 + 5 * 4 * 42
+
+
+def test_adaformer_macs_are_those_of_the_plain_forward():
+    """aux['macs'] of return_aux=True counts one more estimator call than the plain forward runs (with early exit):
+    the hook counts of the two forwards must differ by exactly what the profile subtracts."""
+    net = AdaFormer(**{k: v for k, v in TINY_NET.items() if k != 'type'}).eval()
+    lq = torch.rand(1, 3, 12, 8)
+
+    class WithAux(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.net = net
+
+        def forward(self, x):
+            return self.net(x, return_aux=True)[0]
+
+    with torch.no_grad():
+        _, aux = net(lq, return_aux=True)
+        extra = _profile_with_hooks(WithAux(), lq).macs - _profile_with_hooks(net, lq).macs
+    assert extra > 0
+    assert aux['macs'] - profile(net, lq).macs == extra
+
+
+def test_sizes_and_round_order():
+    assert parse_size('480x270') == (480, 270)
+    with pytest.raises(BenchError, match='WIDTHxHEIGHT'):
+        parse_size('480')
+    assert [round_order(['a', 'b', 'c'], r) for r in range(4)] == [
+        ['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b'], ['a', 'b', 'c']]
