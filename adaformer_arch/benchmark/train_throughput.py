@@ -29,7 +29,7 @@ class _Trainer:
     def step(self, lq: Tensor, gt: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
         if self.usl is not None:
-            sr, aux = self.net(lq, return_aux=True)
+            sr, aux = bare(self.net)(lq, return_aux=True)  # AdaFormer pads by itself
             loss = F.l1_loss(sr, gt) + self.usl(aux['confidences'], sr, gt, lq_size=lq.shape[-2:])
         else:
             loss = F.l1_loss(self.net(lq), gt)
