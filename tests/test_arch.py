@@ -171,3 +171,21 @@ def test_macs_per_pixel_close_to_paper():
         _, aux = net(torch.rand(1, 3, 64, 64), return_aux=True)
     per_pixel = aux['macs'] / (64 * 64)
     assert 1.4e6 < per_pixel < 1.8e6, per_pixel  # paper Table 3: ~1.53 M MACs per LR pixel (no estimator)
+
+
+def test_windowed_confidence_matches_full_map():
+    """The estimator computed only in selected windows (with a 2-pixel halo) equals the full-map estimator there,
+    border windows included, and keeps the fill value elsewhere."""
+    net = small_net().eval()
+    est = net.adam.estimator
+    x = torch.randn(2, 16, 12, 16)  # 3 x 4 windows of 4 x 4
+    windows = torch.rand(2, 12) > 0.5
+    windows[0, 0] = windows[1, 11] = True  # corner windows
+    fill = torch.full((2, 1, 12, 16), -1.0)
+    got, macs = est.forward_windows(x, windows, 4, fill)
+    with torch.no_grad():
+        full = est(x)
+    selected = F.interpolate(windows.view(2, 1, 3, 4).float(), scale_factor=4).bool()
+    assert torch.allclose(got[selected], full[selected], atol=1e-6)
+    assert torch.all(got[~selected] == -1.0)
+    assert macs == windows.sum().item() * (6 * 6 * 9 * 16 * 8 + 16 * 9 * 8)

@@ -14,6 +14,11 @@ from .tsab import TSAB
 from .window_attention import from_windows, to_windows
 
 
+# Above this fraction of windows, the halo of the windowed estimator ((S+2)^2 vs S^2 first-conv outputs for S=8)
+# makes it dearer than running the estimator on the whole map.
+WINDOWED_ESTIMATOR_MAX_FRACTION = 0.6
+
+
 def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
     """MACs of a stride-1, 'same'-padded convolution over a (batch, C, height, width) input."""
     kh, kw = conv.kernel_size
@@ -52,6 +57,7 @@ class AdaM(nn.Module):
         for depth, block in enumerate(self.blocks):
             state.record(x)
             masks = state.keep_masks() if early_exit else None
+            needed = state.needed_windows() if early_exit and sparse else None
             if masks is None:
                 tokens, block_macs = block.forward_dense(tokens)
             elif sparse:
@@ -63,8 +69,13 @@ class AdaM(nn.Module):
             if need_confidences or (early_exit and not is_last):
                 # The estimator sees detached features: it is trained by L_USL alone, and L_USL does not push the
                 # SR features towards being "confident" at the expense of reconstruction (Eq. 15, as released).
-                confidence = self.estimator(from_windows(tokens, s, h, w).detach())
-                macs += self.estimator.macs(h, w, b)
+                features = from_windows(tokens, s, h, w).detach()
+                if needed is None or needed.float().mean() > WINDOWED_ESTIMATOR_MAX_FRACTION:
+                    confidence = self.estimator(features)
+                    macs += self.estimator.macs(h, w, b)
+                else:  # only where a halting decision is still open; elsewhere keep the last value
+                    confidence, conf_macs = self.estimator.forward_windows(features, needed, s, confidences[-1])
+                    macs += conf_macs
                 confidences.append(confidence)
                 if early_exit:
                     state.update(confidence)

@@ -1,6 +1,6 @@
 """Token early exit (Eqs. 15-24): the shared confidence estimator and the halting state across blocks."""
 from dataclasses import dataclass, field
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -32,6 +32,44 @@ class ConfidenceEstimator(nn.Module):
     def macs(self, height: int, width: int, batch: int) -> int:
         per_pixel = 9 * (self.conv1.in_channels * self.conv1.out_channels + self.conv2.in_channels)
         return batch * height * width * per_pixel
+
+    @torch.no_grad()
+    def forward_windows(self, x: Tensor, windows: Tensor, window_size: int, fill: Tensor) -> Tuple[Tensor, int]:
+        """The same map as :meth:`forward`, computed only in the selected windows (inference).
+
+        Each selected S x S window is computed from its (S+4) x (S+4) neighbourhood (two 3x3 convs need a 2-pixel
+        halo) of the zero-padded input; first-conv outputs that fall outside the image are zeroed, as the zero
+        padding of the second conv does in :meth:`forward`. So selected windows match :meth:`forward` up to float
+        rounding; the others are taken from ``fill``.
+
+        Args:
+            x: (B, D, H, W) features, H and W multiples of S.
+            windows: (B, nW) bool, windows to compute (row-major window order).
+            window_size: S.
+            fill: (B, 1, H, W) values for the windows not computed.
+
+        Returns:
+            (B, 1, H, W) confidence and the MACs executed.
+        """
+        b, _, h, w = x.shape
+        s = window_size
+        nh, nw = h // s, w // s
+        out = fill.clone()
+        idx = windows.reshape(-1).nonzero().squeeze(1)
+        if idx.numel() == 0:
+            return out, 0
+        bi, wi, wj = idx // (nh * nw), idx % (nh * nw) // nw, idx % nw
+        patches = F.pad(x, (2, 2, 2, 2)).unfold(2, s + 4, s).unfold(3, s + 4, s)  # (B, D, nh, nw, S+4, S+4) view
+        hidden = torch.tanh(F.conv2d(patches[bi, :, wi, wj], self.conv1.weight, self.conv1.bias))  # (K, D/2, S+2, S+2)
+        ring = torch.arange(-1, s + 1, device=x.device)
+        inside_h = ((wi[:, None] * s + ring) >= 0) & ((wi[:, None] * s + ring) < h)
+        inside_w = ((wj[:, None] * s + ring) >= 0) & ((wj[:, None] * s + ring) < w)
+        hidden = hidden * (inside_h[:, None, :, None] & inside_w[:, None, None, :])
+        conf = torch.sigmoid(F.conv2d(hidden, self.conv2.weight, self.conv2.bias))  # (K, 1, S, S)
+        out.view(b, nh, s, nw, s)[bi, wi, :, wj, :] = conf[:, 0]
+        c_in, c_mid = self.conv1.in_channels, self.conv1.out_channels
+        macs = idx.numel() * ((s + 2)**2 * 9 * c_in * c_mid + s * s * 9 * c_mid)
+        return out, macs
 
 
 @dataclass
@@ -69,6 +107,15 @@ class HaltingState:
         else:
             self.history_token.append(self.token_halted)
             self.history_window.append(self.window_halted)
+
+    def needed_windows(self) -> Optional[Tensor]:
+        """(B, nW) bool: windows holding a token whose confidence can still change a halting decision (a token
+        not halted, or any token of a window not halted); None while nothing halted."""
+        masks = self.keep_masks()
+        if masks is None:
+            return None
+        local_keep, global_keep = masks
+        return local_keep | global_keep.view(*local_keep.shape, -1).any(dim=-1)
 
     def keep_masks(self) -> Optional[tuple]:
         """(local_keep (B, nW), global_keep (B, nW*S*S)) in window-major order, or None while nothing halted."""
