@@ -164,7 +164,8 @@ class AdaFormer(nn.Module):
     def forward(self, lq: Tensor, return_aux: bool = False) -> Union[Tensor, Tuple[Tensor, Dict]]:
         """(B, num_in_ch, h, w) in [0, 1] -> (B, num_out_ch, h*s, w*s).
 
-        With ``return_aux=True`` also returns a dict: ``confidences`` (L maps (B,1,h',w'), h',w' = padded LR size),
+        With ``return_aux=True`` also returns a dict: ``confidences`` (L maps (B,1,h',w'), h',w' = padded LR size;
+        in the sparse path, positions whose halting is decided keep the last value computed for them),
         ``global_halted`` (L bool maps (B,1,h',w'), True = token skipped by the global branch of that block),
         ``local_halted`` (L bool maps (B,1,h'/S,w'/S)), ``macs`` (int, executed multiply-accumulates).
         """
