@@ -19,6 +19,17 @@ from .window_attention import from_windows, to_windows
 WINDOWED_ESTIMATOR_MAX_FRACTION = 0.6
 
 
+def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
+    """(B, C, h, w) -> (B, C, h', w'), padded at the bottom/right to multiples of ``multiple`` (reflect, or
+    replicate when the image is smaller than the pad)."""
+    h, w = x.shape[-2:]
+    pad_h, pad_w = (-h) % multiple, (-w) % multiple
+    if pad_h == 0 and pad_w == 0:
+        return x
+    mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
+    return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
+
+
 def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
     """MACs of a stride-1, 'same'-padded convolution over a (batch, C, height, width) input."""
     kh, kw = conv.kernel_size
@@ -152,15 +163,6 @@ class AdaFormer(nn.Module):
         self.conv_up = nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)
 
-    def _pad(self, x: Tensor) -> Tensor:
-        """Pad H, W at the bottom/right to multiples of the window (reflect; replicate for inputs too small)."""
-        h, w = x.shape[-2:]
-        pad_h, pad_w = (-h) % self.window_size, (-w) % self.window_size
-        if pad_h == 0 and pad_w == 0:
-            return x
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-        return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
-
     def forward(self, lq: Tensor, return_aux: bool = False) -> Union[Tensor, Tuple[Tensor, Dict]]:
         """(B, num_in_ch, h, w) in [0, 1] -> (B, num_out_ch, h*s, w*s).
 
@@ -171,7 +173,8 @@ class AdaFormer(nn.Module):
         """
         h, w = lq.shape[-2:]
         # channels-last: the fast memory layout of CPU (oneDNN) and GPU convolutions alike
-        x = self._pad((lq - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last)
+        x = pad_to_multiple((lq - self.mean) * self.img_range, self.window_size)
+        x = x.contiguous(memory_format=torch.channels_last)
         b, _, hp, wp = x.shape
         head = self.conv_first(x)
         feat = self.encoder(head)

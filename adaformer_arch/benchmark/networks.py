@@ -5,9 +5,10 @@ from typing import Dict
 
 import torch
 from torch import Tensor, nn
-from torch.nn import functional as F
 
 from basicsr.utils.registry import ARCH_REGISTRY
+
+from ..archs.adaformer_arch import pad_to_multiple
 
 from .options import RANDOM, BenchError, NetworkSpec
 
@@ -24,18 +25,9 @@ class InputAdapter(nn.Module):
         self.channels_last = channels_last
         self.scale = scale
 
-    def pad(self, lq: Tensor) -> Tensor:
-        """(B, C, h, w) -> (B, C, h', w'), h' and w' the next multiples of ``pad_to``."""
-        h, w = lq.shape[-2:]
-        pad_h, pad_w = (-h) % self.pad_to, (-w) % self.pad_to
-        if pad_h == 0 and pad_w == 0:
-            return lq
-        mode = 'reflect' if pad_h < h and pad_w < w else 'replicate'
-        return F.pad(lq, (0, pad_w, 0, pad_h), mode=mode)
-
     def forward(self, lq: Tensor) -> Tensor:
         h, w = lq.shape[-2:]
-        x = self.pad(lq)
+        x = pad_to_multiple(lq, self.pad_to)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
         return self.net(x)[..., :h * self.scale, :w * self.scale].contiguous()
