@@ -1,0 +1,125 @@
+"""Reading any input picture as BasicSR's float BGR array, and writing a result back in the input's own format.
+
+``read_image`` turns greyscale, RGBA, 8- and 16-bit files into ``(H, W, 3)`` float32 BGR in [0, 1] (what
+``basicsr.utils.img2tensor`` expects) and remembers what the file was in an :class:`ImageInfo`; ``write_image``
+uses that record to write the super-resolved result as grey, 16-bit or RGBA again. Missing, undecodable and
+truncated files raise :class:`ImageReadError`, whose message names the file and says what to do.
+"""
+import os
+from dataclasses import dataclass
+from typing import Optional, Tuple
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .atomic_io import atomic_write
+
+SIXTEEN_BIT_EXTENSIONS = ('.png', '.tif', '.tiff')
+PNG_COMPRESSION = 3  # BasicSR's choice for its own PNGs
+
+
+class ImageReadError(Exception):
+    """An input picture that cannot be used; ``path`` and ``reason`` are kept for reports."""
+
+    def __init__(self, path: str, reason: str,
+                 hint: str = 'Re-save it as an 8- or 16-bit PNG/JPEG, or remove it from the input.') -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(f"cannot read image '{path}': {reason}. {hint}")
+
+
+@dataclass(frozen=True)
+class ImageInfo:
+    """What the input file was, so the output can be written the same way.
+
+    mode: 'grey', 'rgb' or 'rgba' (grey+alpha files decode as 'rgba').
+    bit_depth: 8 or 16.
+    alpha: (H, W) float32 in [0, 1] for 'rgba' inputs, else None.
+    """
+    mode: str
+    bit_depth: int
+    alpha: Optional[np.ndarray] = None
+
+    @property
+    def description(self) -> str:
+        return self.mode if self.bit_depth == 8 else f'{self.mode} 16-bit'
+
+
+def _check_complete(path: str) -> None:
+    """Raise :class:`ImageReadError` if the file is truncated or corrupt (OpenCV may decode a partial picture with
+    only a warning). PNGs are checked chunk by chunk (CRCs up to IEND, no pixel decoding); other formats Pillow
+    knows are decoded once. Formats Pillow does not read are left to OpenCV."""
+    try:
+        with Image.open(path) as img:
+            if img.format == 'PNG':
+                img.verify()
+            else:
+                img.load()
+    except (UnidentifiedImageError, Image.DecompressionBombError):
+        return
+    except (OSError, SyntaxError, ValueError, EOFError) as err:
+        raise ImageReadError(path, f'the file is truncated or corrupt ({err})') from err
+
+
+def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
+    """Decode ``path`` -> ``(H, W, 3)`` float32 BGR in [0, 1], and its :class:`ImageInfo`.
+
+    Greyscale becomes 3 equal channels; the alpha of RGBA is set aside in the info; 16-bit is divided by 65535,
+    8-bit by 255.
+    """
+    if not os.path.isfile(path):
+        raise ImageReadError(path, 'no such file', 'Check the path.')
+    _check_complete(path)
+    try:
+        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+    except cv2.error as err:
+        raise ImageReadError(path, f'OpenCV cannot decode it ({err})') from err
+    if img is None:
+        raise ImageReadError(path, 'it is not an image OpenCV can decode (unknown format, corrupt or truncated)')
+    if img.dtype == np.uint8:
+        bit_depth, peak = 8, 255.0
+    elif img.dtype == np.uint16:
+        bit_depth, peak = 16, 65535.0
+    else:
+        raise ImageReadError(path, f'unsupported pixel type {img.dtype} (expected 8- or 16-bit integers)')
+    img = img.astype(np.float32) / peak
+    if img.ndim == 3 and img.shape[2] == 1:
+        img = img[:, :, 0]
+    if img.ndim == 2:
+        return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2)), ImageInfo('grey', bit_depth)
+    if img.shape[2] == 4:
+        return np.ascontiguousarray(img[:, :, :3]), ImageInfo('rgba', bit_depth, np.ascontiguousarray(img[:, :, 3]))
+    if img.shape[2] == 3:
+        return img, ImageInfo('rgb', bit_depth)
+    raise ImageReadError(path, f'unsupported number of channels {img.shape[2]} (expected 1, 3 or 4)')
+
+
+def _restore_mode(img: np.ndarray, info: ImageInfo) -> np.ndarray:
+    """(H, W, 3) float BGR -> (H, W) grey, (H, W, 4) BGRA with the alpha resized to (H, W) bicubically, or as is."""
+    if info.mode == 'grey':
+        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+    if info.mode == 'rgba' and info.alpha is not None:
+        height, width = img.shape[:2]
+        alpha = cv2.resize(info.alpha, (width, height), interpolation=cv2.INTER_CUBIC)
+        return np.concatenate([img, alpha[:, :, None]], axis=2)
+    return img
+
+
+def write_image(path: str, img: np.ndarray, info: ImageInfo) -> None:
+    """Write ``img`` ((H, W, 3) float BGR in [0, 1]) atomically at ``path`` in the input's mode: grey stays grey,
+    RGBA gets its alpha back (upscaled bicubically), 16-bit stays 16-bit where the format allows it (PNG/TIFF;
+    others are written 8-bit). The format follows the extension of ``path``."""
+    ext = os.path.splitext(path)[1].lower()
+    sixteen = info.bit_depth == 16 and ext in SIXTEEN_BIT_EXTENSIONS
+    peak, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
+    out = np.clip(_restore_mode(img.astype(np.float32), info), 0.0, 1.0)
+    out = np.round(out * peak).astype(dtype)
+    params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == '.png' else []
+    try:
+        ok, buf = cv2.imencode(ext, out, params)
+    except cv2.error as err:
+        raise OSError(f"could not encode '{path}': {err}") from err
+    if not ok:
+        raise OSError(f"could not encode '{path}' as {ext}")
+    atomic_write(path, lambda f: f.write(buf.tobytes()))
