@@ -1,0 +1,166 @@
+"""``basicsr prepare div2k``: DIV2K HR -> mod-crop, MATLAB bicubic LR, sub-images (BasicSR's recipe), LMDB.
+
+Layout under OUT (``split`` is ``train`` or ``valid``)::
+
+    DIV2K_<split>_HR/0001.png                      HR, cropped top-left to a multiple of lcm(scales)
+    DIV2K_<split>_LR_bicubic/X4/0001x4.png         MATLAB bicubic x1/4 of that HR (official DIV2K names)
+    DIV2K_train_HR_sub/0001_s001.png               train only: 480x480 crops every 240 px, plus a last crop flush
+    DIV2K_train_LR_bicubic/X4_sub/0001_s001.png      with each border (BasicSR: thresh_size 0); LR crops are the
+                                                     same boxes / 4 of the LR image, with the same names
+    DIV2K_train_HR_sub.lmdb, DIV2K_train_LR_bicubic_X4_sub.lmdb     with --lmdb
+
+The HR crop is by the lcm of all scales, so one HR (and one HR_sub folder) serves every scale; DIV2K HR images are
+multiples of 12 already, so for 2/3/4 the crop changes nothing. ``DIV2K_<split>_HR`` is not written when it is the
+input folder itself (then an image that would need cropping is skipped and reported).
+"""
+import functools
+import math
+import os
+from dataclasses import dataclass
+from typing import Dict, List, Sequence, Tuple
+
+import numpy as np
+
+from basicsr.data.transforms import mod_crop
+
+from .image_io import ImageError, image_size, list_images, read_image
+from .image_ops import bicubic_downscale, sub_image_boxes
+from .jobs import InputError, JobResult, print_summary, run_jobs
+from .lmdb_build import build_lmdb
+
+
+@dataclass(frozen=True)
+class Div2kConfig:
+    out: str
+    split: str
+    scales: Tuple[int, ...]
+    crop_size: int
+    step: int
+    write_hr: bool  # False when OUT/DIV2K_<split>_HR is the input folder
+
+    @property
+    def sub_images(self) -> bool:
+        return self.split == 'train'
+
+    @property
+    def multiple(self) -> int:
+        return math.lcm(*self.scales)
+
+    def hr_dir(self) -> str:
+        return os.path.join(self.out, f'DIV2K_{self.split}_HR')
+
+    def lr_dir(self, scale: int) -> str:
+        return os.path.join(self.out, f'DIV2K_{self.split}_LR_bicubic', f'X{scale}')
+
+    def hr_sub_dir(self) -> str:
+        return os.path.join(self.out, f'DIV2K_{self.split}_HR_sub')
+
+    def lr_sub_dir(self, scale: int) -> str:
+        return f'{self.lr_dir(scale)}_sub'
+
+    def folders(self) -> List[str]:
+        folders = [self.hr_dir()] + [self.lr_dir(s) for s in self.scales]
+        if self.sub_images:
+            folders += [self.hr_sub_dir()] + [self.lr_sub_dir(s) for s in self.scales]
+        return folders
+
+    def outputs(self, stem: str, height: int, width: int) -> List[str]:
+        """Every output path of an input image of this size (before the crop)."""
+        h, w = height - height % self.multiple, width - width % self.multiple
+        paths = [os.path.join(self.hr_dir(), f'{stem}.png')] if self.write_hr else []
+        paths += [os.path.join(self.lr_dir(s), f'{stem}x{s}.png') for s in self.scales]
+        if self.sub_images:
+            for i in range(len(sub_image_boxes(h, w, self.crop_size, self.step))):
+                sub = f'{stem}_s{i + 1:03d}.png'
+                paths += [os.path.join(self.hr_sub_dir(), sub)] + [os.path.join(self.lr_sub_dir(s), sub)
+                                                                   for s in self.scales]
+        return paths
+
+
+def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
+    """Write all outputs of one DIV2K HR image (those not already there)."""
+    name = os.path.basename(path)
+    stem = os.path.splitext(name)[0]
+    result = JobResult(name)
+    size = image_size(path)
+    if size is not None and min(size) >= config.multiple:
+        expected = config.outputs(stem, *size)
+        if all(os.path.exists(p) for p in expected):
+            result.existing = len(expected)
+            return result
+    try:
+        img, result.notes = read_image(path)
+    except ImageError as err:
+        result.skipped = str(err)
+        return result
+    h, w = img.shape[:2]
+    m = config.multiple
+    if h < m or w < m:
+        result.skipped = f'{w}x{h} is smaller than lcm(scales) = {m}'
+        return result
+    hr = mod_crop(img, m)
+    if not config.write_hr and hr.shape != img.shape:
+        result.skipped = (f'{w}x{h} needs a crop to a multiple of {m}, but the HR output folder is the input folder; '
+                          'use another --out')
+        return result
+    lr_cache: Dict[int, np.ndarray] = {}
+
+    def lr(scale: int) -> np.ndarray:
+        if scale not in lr_cache:
+            lr_cache[scale] = bicubic_downscale(hr, scale)
+        return lr_cache[scale]
+
+    if config.write_hr:
+        result.output(os.path.join(config.hr_dir(), f'{stem}.png'), lambda: hr)
+    for s in config.scales:
+        result.output(os.path.join(config.lr_dir(s), f'{stem}x{s}.png'), functools.partial(lr, s))
+    if config.sub_images:
+        c = config.crop_size
+        boxes = sub_image_boxes(*hr.shape[:2], c, config.step)
+        if not boxes:
+            result.notes.append(f'smaller than --crop-size {c}: no sub-images')
+        for i, (y, x) in enumerate(boxes):
+            sub = f'{stem}_s{i + 1:03d}.png'
+            result.output(os.path.join(config.hr_sub_dir(), sub), lambda y=y, x=x: hr[y:y + c, x:x + c])
+            for s in config.scales:
+                result.output(os.path.join(config.lr_sub_dir(s), sub),
+                              lambda y=y, x=x, s=s: lr(s)[y // s:(y + c) // s, x // s:(x + c) // s])
+    return result
+
+
+def _same_folder(a: str, b: str) -> bool:
+    return os.path.isdir(a) and os.path.isdir(b) and os.path.samefile(a, b)
+
+
+def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), split: str = 'train',
+                  crop_size: int = 480, step: int = 240, lmdb: bool = False, workers: int = 1) -> List[JobResult]:
+    """Prepare the DIV2K layout above under ``out`` from the HR images in ``hr_dir``."""
+    scales = tuple(sorted(set(scales)))
+    if split == 'train':
+        bad = [s for s in scales if crop_size % s or step % s]
+        if bad:
+            raise InputError(f'--crop-size {crop_size} and --step {step} must be multiples of every scale '
+                             f'(not of {bad}) so that LR sub-images match the HR ones exactly')
+    elif lmdb:
+        raise InputError('--lmdb is for the training sub-images (--split train); validation images stay on disk')
+    names = list_images(hr_dir)
+    if not names:
+        raise InputError(f"HR folder '{hr_dir}' holds no image files")
+    write_hr = not _same_folder(hr_dir, os.path.join(out, f'DIV2K_{split}_HR'))
+    config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
+    results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],
+                       workers, f'div2k {split}')
+    folders = config.folders()
+    if lmdb:
+        hr_keys = list_images(config.hr_sub_dir())
+        for s in scales:
+            if list_images(config.lr_sub_dir(s)) != hr_keys:
+                raise InputError(f'{config.lr_sub_dir(s)} and {config.hr_sub_dir()} do not hold the same sub-images; '
+                                 're-run the command to complete them before building LMDB')
+        for folder in [config.hr_sub_dir()] + [config.lr_sub_dir(s) for s in scales]:
+            lmdb_path = os.path.join(out, os.path.relpath(folder, out).replace(os.sep, '_') + '.lmdb')
+            if not build_lmdb(folder, lmdb_path):
+                print(f'{lmdb_path}: up to date')
+            folders.append(lmdb_path)
+    print_summary(f'prepare div2k {hr_dir} -> {out}', results, folders)
+    return results

@@ -1,0 +1,100 @@
+"""Running one preparation job per input image: worker processes, a progress bar, skip-if-complete, a summary.
+
+A job writes each of its outputs only if it is missing (outputs are written atomically, so an existing file is a
+complete one); re-running a command therefore only fills in what an interrupted run left out.
+"""
+import multiprocessing
+import os
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+
+import cv2
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from basicsr.utils import scandir
+
+from .image_io import write_png
+
+Task = TypeVar('Task')
+
+
+class InputError(Exception):
+    """Bad input that stops a whole command (missing folder, LR/HR pairs that do not match...)."""
+
+
+@dataclass
+class JobResult:
+    """What the job of one input image did. ``skipped`` says why it produced nothing (then nothing was written)."""
+    source: str
+    written: int = 0
+    existing: int = 0
+    notes: List[str] = field(default_factory=list)
+    skipped: Optional[str] = None
+
+    def output(self, path: str, make: Callable[[], np.ndarray]) -> None:
+        """Write ``make()`` ((H, W, 3) uint8) as PNG at ``path`` unless a complete file is already there."""
+        if os.path.exists(path):
+            self.existing += 1
+        else:
+            write_png(path, make())
+            self.written += 1
+
+
+def _single_threaded() -> None:
+    """Worker initialiser: one thread per process (the parallelism is across images)."""
+    torch.set_num_threads(1)
+    cv2.setNumThreads(1)
+
+
+def run_jobs(worker: Callable[[Task], JobResult], tasks: Sequence[Task], workers: int, desc: str) -> List[JobResult]:
+    """``worker(task)`` for every task on ``workers`` processes (in this process if 1), with a progress bar.
+
+    ``worker`` must be picklable (a module-level function or a ``functools.partial`` of one). Results are returned
+    sorted by source name.
+    """
+    bar = tqdm(total=len(tasks), desc=desc, unit='image', dynamic_ncols=True)
+    results = []
+    if workers <= 1 or len(tasks) <= 1:
+        for task in tasks:
+            results.append(worker(task))
+            bar.update()
+    else:
+        with multiprocessing.Pool(min(workers, len(tasks)), initializer=_single_threaded) as pool:
+            for result in pool.imap_unordered(worker, tasks):
+                results.append(result)
+                bar.update()
+    bar.close()
+    return sorted(results, key=lambda r: r.source)
+
+
+def _folder_stats(folder: str) -> str:
+    paths = [os.path.join(folder, name) for name in scandir(folder)] if os.path.isdir(folder) else []
+    size = sum(os.path.getsize(p) for p in paths)
+    return f'{len(paths):7d} files {size / 2**20:10.1f} MiB'
+
+
+def print_summary(command: str, results: Sequence[JobResult], folders: Sequence[str]) -> None:
+    """Counts of processed / already complete / skipped images, the conversions applied, and per output folder the
+    number of files and their size."""
+    skipped = [r for r in results if r.skipped]
+    processed = [r for r in results if not r.skipped and r.written]
+    complete = [r for r in results if not r.skipped and not r.written]
+    lines = [f'{command}: {len(results)} images: {len(processed)} processed, {len(complete)} already complete, '
+             f'{len(skipped)} skipped; {sum(r.written for r in results)} files written, '
+             f'{sum(r.existing for r in results)} already there']
+    if skipped:
+        lines.append('skipped:')
+        lines += [f'  {r.source}: {r.skipped}' for r in skipped]
+    by_note: Dict[str, List[str]] = defaultdict(list)
+    for r in results:
+        for note in r.notes:
+            by_note[note].append(r.source)
+    for note, sources in by_note.items():
+        lines.append(f'{note}: {", ".join(sources)}')
+    lines.append('outputs:')
+    width = max(len(f) for f in folders)
+    lines += [f'  {folder:<{width}} {_folder_stats(folder)}' for folder in folders]
+    print('\n'.join(lines), flush=True)
