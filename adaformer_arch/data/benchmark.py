@@ -11,7 +11,8 @@ from typing import List, Optional
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import ImageError, image_size, list_images, read_image
+from ..utils.image_io import ImageReadError
+from .image_io import image_size, list_images, read_image
 from .image_ops import bicubic_downscale
 from .jobs import InputError, JobResult, print_summary, run_jobs
 
@@ -47,8 +48,8 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
         return result
     try:
         hr, result.notes = read_image(task.hr_path)
-    except ImageError as err:
-        result.skipped = str(err)
+    except ImageReadError as err:
+        result.skipped = err.reason
         return result
     s = config.scale
     h, w = hr.shape[:2]
@@ -65,8 +66,8 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
         lr_name = os.path.basename(task.lr_path)
         try:
             lr, lr_notes = read_image(task.lr_path)
-        except ImageError as err:
-            result.skipped = f'LR {lr_name} {err}'
+        except ImageReadError as err:
+            result.skipped = f'LR {lr_name}: {err.reason}'
             return result
         result.notes += [f'LR {note}' for note in lr_notes]
         if (lr.shape[0] * s, lr.shape[1] * s) != hr.shape[:2]:

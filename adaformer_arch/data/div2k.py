@@ -23,7 +23,8 @@ import numpy as np
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import ImageError, image_size, list_images, read_image
+from ..utils.image_io import ImageReadError
+from .image_io import image_size, list_images, read_image
 from .image_ops import bicubic_downscale, sub_image_boxes
 from .jobs import InputError, JobResult, print_summary, run_jobs
 from .lmdb_build import build_lmdb
@@ -90,8 +91,8 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
             return result
     try:
         img, result.notes = read_image(path)
-    except ImageError as err:
-        result.skipped = str(err)
+    except ImageReadError as err:
+        result.skipped = err.reason
         return result
     h, w = img.shape[:2]
     m = config.multiple

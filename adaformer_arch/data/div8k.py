@@ -18,7 +18,8 @@ from typing import List, Optional, Tuple
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import ImageError, list_images, read_image
+from ..utils.image_io import ImageReadError
+from .image_io import list_images, read_image
 from .image_ops import bicubic_downscale
 from .jobs import InputError, JobResult, print_summary, run_jobs
 
@@ -61,8 +62,8 @@ def prepare_div8k_image(out: str, task: Div8kTask) -> JobResult:
         return result
     try:
         img, result.notes = read_image(task.path)
-    except ImageError as err:
-        result.skipped = str(err)
+    except ImageReadError as err:
+        result.skipped = err.reason
         return result
     multiple = SCALE * task.factor
     if min(img.shape[:2]) < multiple:

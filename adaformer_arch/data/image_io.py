@@ -1,4 +1,4 @@
-"""Reading input images into 8-bit 3-channel arrays, and writing PNGs atomically.
+"""Images of the preparation recipes: listing a folder, sizes from headers, reading as 8-bit 3-channel, writing PNG.
 
 Inputs come in every flavour (greyscale, 16-bit, RGBA, broken files); everything downstream sees ``(H, W, 3)``
 uint8 BGR arrays, and each conversion is reported as a note so the user knows what happened.
@@ -13,15 +13,12 @@ from PIL import Image
 from basicsr.utils import scandir
 
 from ..utils.atomic_io import atomic_write
+from ..utils.image_io import PNG_COMPRESSION
+from ..utils.image_io import read_image as read_float_image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-PNG_COMPRESSION = 3  # BasicSR's choice for its prepared data sets
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
-
-
-class ImageError(Exception):
-    """An input image that cannot be used (does not decode, unsupported pixel type, too small)."""
 
 
 def list_images(folder: str) -> List[str]:
@@ -40,28 +37,21 @@ def image_size(path: str) -> Optional[Tuple[int, int]]:
 
 
 def read_image(path: str) -> Tuple[np.ndarray, List[str]]:
-    """Decode ``path`` to a ``(H, W, 3)`` uint8 BGR array.
+    """Decode ``path`` to a ``(H, W, 3)`` uint8 BGR array and the list of conversions applied.
 
-    Greyscale becomes 3 equal channels, 16-bit is scaled to 8-bit (``round(v / 257)``), an alpha channel is
-    dropped (not composited). Returns the image and the list of conversions applied. Raises :class:`ImageError`
-    if the file does not decode or holds another pixel type (e.g. 32-bit float).
+    Reading is :func:`adaformer_arch.utils.image_io.read_image` (greyscale -> 3 equal channels, alpha set aside,
+    truncated files detected); 16-bit is then rounded to 8-bit (``round(v / 257)``) and the alpha dropped (not
+    composited). Raises ``adaformer_arch.utils.image_io.ImageReadError`` for files that cannot be used.
     """
-    img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    if img is None:
-        raise ImageError('cannot be decoded (corrupt, truncated or not an image)')
+    img, info = read_float_image(path)
     notes = []
-    if img.dtype == np.uint16:
-        img = np.round(img / 257.0).astype(np.uint8)
+    if info.bit_depth == 16:
         notes.append('16-bit converted to 8-bit')
-    elif img.dtype != np.uint8:
-        raise ImageError(f'unsupported pixel type {img.dtype} (expected 8- or 16-bit)')
-    if img.ndim == 3 and img.shape[2] in (2, 4):
-        img = img[:, :, :img.shape[2] - 1]
-        notes.append('alpha channel dropped')
-    if img.ndim == 2 or img.shape[2] == 1:
-        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    if info.mode == 'grey':
         notes.append('greyscale converted to 3 channels')
-    return np.ascontiguousarray(img), notes
+    if info.mode == 'rgba':
+        notes.append('alpha channel dropped')
+    return np.round(img * 255.0).astype(np.uint8), notes
 
 
 def write_png(path: str, img: np.ndarray) -> None:

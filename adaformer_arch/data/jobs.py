@@ -73,7 +73,8 @@ def run_jobs(worker: Callable[[Task], JobResult], tasks: Sequence[Task], workers
 def _folder_stats(folder: str) -> str:
     paths = [os.path.join(folder, name) for name in scandir(folder)] if os.path.isdir(folder) else []
     size = sum(os.path.getsize(p) for p in paths)
-    return f'{len(paths):7d} files {size / 2**20:10.1f} MiB'
+    return f'{len(paths):7d} files {size / 2**20:10.1f} MiB' if size >= 2**20 else \
+        f'{len(paths):7d} files {size / 2**10:10.1f} KiB'
 
 
 def print_summary(command: str, results: Sequence[JobResult], folders: Sequence[str]) -> None:
