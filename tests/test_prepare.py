@@ -1,0 +1,219 @@
+"""`basicsr prepare`: sizes and names of every subcommand, LMDB through PairedImageDataset, resuming, bad input."""
+import os
+from pathlib import Path
+from typing import List
+
+import cv2
+import numpy as np
+import pytest
+
+import adaformer_arch  # noqa: F401  (basicsr compat before basicsr imports)
+from basicsr.data.paired_image_dataset import PairedImageDataset
+from basicsr.utils.matlab_functions import imresize
+
+from adaformer_arch.data.prepare import main as prepare
+from helpers import run_cli
+
+
+def smooth_image(height: int, width: int, seed: int = 0, channels: int = 3, dtype=np.uint8) -> np.ndarray:
+    """Random colour blobs bicubically enlarged: (height, width, channels), full range of ``dtype``."""
+    rng = np.random.default_rng(seed)
+    peak = np.iinfo(dtype).max
+    small = rng.integers(0, peak + 1, (max(height // 6, 2), max(width // 6, 2), channels)).astype(np.float32)
+    img = cv2.resize(small, (width, height), interpolation=cv2.INTER_CUBIC)
+    return np.clip(img, 0, peak).astype(dtype).reshape(height, width, channels).squeeze()
+
+
+def write(path: Path, img: np.ndarray) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    assert cv2.imwrite(str(path), img)
+    return path
+
+
+def read(path: Path) -> np.ndarray:
+    img = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    assert img is not None, path
+    return img
+
+
+def matlab_x1(img: np.ndarray, factor: int) -> np.ndarray:
+    """Reference: BasicSR's MATLAB imresize of a uint8 image by 1/factor, rounded."""
+    return np.clip(np.round(imresize(img.astype(np.float32) / 255.0, 1 / factor) * 255), 0, 255).astype(np.uint8)
+
+
+def names(folder: Path) -> List[str]:
+    return sorted(os.listdir(folder))
+
+
+def test_benchmark_mod_crops_hr_and_computes_matlab_bicubic_lr(tmp_path, capsys):
+    hr = {'a': smooth_image(41, 53, 1), 'b': smooth_image(60, 64, 2)}
+    for name, img in hr.items():
+        write(tmp_path / 'in' / f'{name}.png', img)
+    write(tmp_path / 'in' / 'c.jpg', smooth_image(44, 48, 3))
+    (tmp_path / 'in' / 'notes.txt').write_text('not an image')
+    out = tmp_path / 'out'
+    prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(out), '--scale', '4', '--workers', '2'])
+    assert names(out / 'HR') == names(out / 'LR_bicubic' / 'X4') == ['a.png', 'b.png', 'c.png']
+    assert read(out / 'HR' / 'a.png').shape == (40, 52, 3)
+    np.testing.assert_array_equal(read(out / 'HR' / 'a.png'), hr['a'][:40, :52])
+    np.testing.assert_array_equal(read(out / 'LR_bicubic' / 'X4' / 'a.png'), matlab_x1(hr['a'][:40, :52], 4))
+    assert read(out / 'LR_bicubic' / 'X4' / 'b.png').shape == (15, 16, 3)
+    summary = capsys.readouterr().out
+    assert '3 images: 3 processed, 0 already complete, 0 skipped; 6 files written' in summary
+    assert 'HR' in summary and '3 files' in summary
+
+
+def test_benchmark_takes_official_lr_paired_by_sorted_name_with_prefix(tmp_path):
+    # SelfExSR numbers its LR files in the alphabetical order of the HR names: img_001 = apple, img_002 = zebra
+    hr = {'zebra': smooth_image(48, 40, 1), 'apple': smooth_image(36, 44, 2)}
+    lr = {'img_001_SRF_4_LR.png': smooth_image(9, 11, 3), 'img_002_SRF_4_LR.png': smooth_image(12, 10, 4)}
+    for name, img in hr.items():
+        write(tmp_path / 'HR' / f'{name}.png', img)
+    for name, img in lr.items():
+        write(tmp_path / 'LR' / name, img)
+    out = tmp_path / 'out'
+    prepare(['benchmark', '--hr', str(tmp_path / 'HR'), '--lr-dir', str(tmp_path / 'LR'), '--out', str(out),
+             '--scale', '4', '--prefix', 'T91_', '--workers', '1'])
+    assert names(out / 'HR') == names(out / 'LR_bicubic' / 'X4') == ['T91_apple.png', 'T91_zebra.png']
+    np.testing.assert_array_equal(read(out / 'LR_bicubic' / 'X4' / 'T91_apple.png'), lr['img_001_SRF_4_LR.png'])
+    np.testing.assert_array_equal(read(out / 'LR_bicubic' / 'X4' / 'T91_zebra.png'), lr['img_002_SRF_4_LR.png'])
+
+
+def test_benchmark_lr_that_does_not_match_hr_is_a_clear_error(tmp_path, capsys):
+    write(tmp_path / 'HR' / 'a.png', smooth_image(40, 40))
+    write(tmp_path / 'LR' / 'img_001.png', smooth_image(11, 10))
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(['benchmark', '--hr', str(tmp_path / 'HR'), '--lr-dir', str(tmp_path / 'LR'), '--out',
+                 str(tmp_path / 'out'), '--scale', '4'])
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    assert 'a.png' in err and 'img_001.png' in err and 'not exactly 1/4' in err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_bad_inputs_are_reported_converted_or_skipped(tmp_path, capsys):
+    src = tmp_path / 'in'
+    write(src / 'good.png', smooth_image(32, 32, 1))
+    (src / 'broken.png').write_bytes(b'\x89PNG\r\n\x1a\n' + os.urandom(200))
+    grey = write(src / 'grey.png', smooth_image(33, 35, 2, channels=1))
+    deep = smooth_image(32, 36, 3, dtype=np.uint16)
+    write(src / 'deep.png', deep)
+    rgba = smooth_image(28, 32, 4, channels=4)
+    write(src / 'alpha.png', rgba)
+    write(src / 'tiny.png', smooth_image(3, 40, 5))  # 3 px high: smaller than the scale
+    write(src / 'small.png', smooth_image(20, 24, 6))  # below --min-size 24 after the crop
+    out = tmp_path / 'out'
+    prepare(['benchmark', '--hr', str(src), '--out', str(out), '--scale', '4', '--min-size', '24', '--workers', '2'])
+    assert names(out / 'HR') == names(out / 'LR_bicubic' / 'X4') == ['alpha.png', 'deep.png', 'good.png',
+                                                                      'grey.png']
+    grey_out = read(out / 'HR' / 'grey.png')
+    assert grey_out.shape == (32, 32, 3)
+    np.testing.assert_array_equal(grey_out[..., 1], read(grey)[:32, :32])
+    np.testing.assert_array_equal(read(out / 'HR' / 'deep.png'), np.round(deep / 257.0).astype(np.uint8))
+    np.testing.assert_array_equal(read(out / 'HR' / 'alpha.png'), rgba[..., :3])
+    summary = capsys.readouterr().out
+    assert '7 images: 4 processed, 0 already complete, 3 skipped' in summary
+    assert 'broken.png: ' in summary and 'corrupt' in summary
+    assert 'tiny.png: 40x3 is smaller than the scale 4' in summary
+    assert 'small.png: 24x20 after the mod-4 crop is smaller than --min-size 24' in summary
+    assert 'greyscale converted to 3 channels: grey.png' in summary
+    assert '16-bit converted to 8-bit: deep.png' in summary
+    assert 'alpha channel dropped: alpha.png' in summary
+
+
+def test_missing_folder_exits_2_naming_it_without_traceback(tmp_path):
+    proc = run_cli(['prepare', 'benchmark', '--hr', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'out')],
+                   cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    assert f"--hr folder '{tmp_path / 'nowhere'}' does not exist" in proc.stderr
+    assert 'Traceback' not in proc.stderr
+
+
+def test_rerun_writes_only_the_missing_files(tmp_path, capsys):
+    for i in range(3):
+        write(tmp_path / 'in' / f'{i}.png', smooth_image(32, 32, i))
+    out = tmp_path / 'out'
+    args = ['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(out), '--scale', '2', '--workers', '1']
+    prepare(args)
+    files = sorted(out.rglob('*.png'))
+    before = {f: f.stat().st_mtime_ns for f in files}
+    deleted = out / 'LR_bicubic' / 'X2' / '1.png'
+    content = read(deleted)
+    deleted.unlink()
+    os.utime(out / 'HR' / '1.png', ns=(1, 1))  # a rewrite would change this too
+    capsys.readouterr()
+    prepare(args)
+    assert '3 images: 1 processed, 2 already complete, 0 skipped; 1 files written, 5 already there' in \
+        capsys.readouterr().out
+    np.testing.assert_array_equal(read(deleted), content)
+    assert (out / 'HR' / '1.png').stat().st_mtime_ns == 1
+    assert all(f.stat().st_mtime_ns == before[f] for f in files if f.name != '1.png')
+    assert not [p for p in out.rglob('*') if p.name.startswith('.')]  # no temporary files left
+
+
+def test_div2k_sub_images_lr_and_lmdb_read_by_paired_image_dataset(tmp_path, capsys):
+    hr = smooth_image(77, 101, 1)  # mod-4 crop: 76x100
+    write(tmp_path / 'DIV2K_train_HR' / '0001.png', hr)
+    write(tmp_path / 'DIV2K_train_HR' / '0002.png', smooth_image(40, 48, 2))
+    write(tmp_path / 'DIV2K_train_HR' / '0003.png', smooth_image(20, 28, 3))  # smaller than the crop size
+    out = tmp_path / 'DIV2K'
+    args = ['div2k', '--hr', str(tmp_path / 'DIV2K_train_HR'), '--out', str(out), '--scales', '2', '4',
+            '--crop-size', '24', '--step', '16', '--lmdb', '--workers', '2']
+    prepare(args)
+    cropped = hr[:76, :100]
+    np.testing.assert_array_equal(read(out / 'DIV2K_train_HR' / '0001.png'), cropped)
+    lr4 = read(out / 'DIV2K_train_LR_bicubic' / 'X4' / '0001x4.png')
+    np.testing.assert_array_equal(lr4, matlab_x1(cropped, 4))
+    assert read(out / 'DIV2K_train_LR_bicubic' / 'X2' / '0002x2.png').shape == (20, 24, 3)
+    # 76 high: rows at 0, 16, 32, 48 and a last one flush with the border at 52; 100 wide: 0..64 and 76
+    subs = names(out / 'DIV2K_train_HR_sub')
+    assert len([s for s in subs if s.startswith('0001_')]) == 5 * 6
+    assert len([s for s in subs if s.startswith('0002_')]) == 2 * 3
+    assert not [s for s in subs if s.startswith('0003_')]
+    for scale in (2, 4):
+        assert names(out / 'DIV2K_train_LR_bicubic' / f'X{scale}_sub') == subs
+    np.testing.assert_array_equal(read(out / 'DIV2K_train_HR_sub' / '0001_s030.png'), cropped[52:76, 76:100])
+    np.testing.assert_array_equal(read(out / 'DIV2K_train_LR_bicubic' / 'X4_sub' / '0001_s030.png'),
+                                  lr4[13:19, 19:25])
+    assert 'smaller than --crop-size 24: no sub-images: 0003.png' in capsys.readouterr().out
+
+    dataset = PairedImageDataset({
+        'name': 'div2k', 'phase': 'val', 'scale': 4, 'filename_tmpl': '{}', 'io_backend': {'type': 'lmdb'},
+        'dataroot_gt': str(out / 'DIV2K_train_HR_sub.lmdb'),
+        'dataroot_lq': str(out / 'DIV2K_train_LR_bicubic_X4_sub.lmdb')})
+    assert len(dataset) == len(subs)
+    item = dataset[[os.path.splitext(s)[0] for s in sorted(subs)].index('0001_s030')]
+    assert item['lq_path'] == '0001_s030' and tuple(item['gt'].shape) == (3, 24, 24)
+    gt = np.round(item['gt'].numpy().transpose(1, 2, 0)[..., ::-1] * 255)  # RGB [0,1] -> BGR uint8
+    np.testing.assert_array_equal(gt, cropped[52:76, 76:100])
+
+    prepare(args)
+    assert 'DIV2K_train_HR_sub.lmdb: up to date' in capsys.readouterr().out
+
+
+def test_div2k_crop_size_must_be_a_multiple_of_every_scale(tmp_path, capsys):
+    write(tmp_path / 'in' / '0001.png', smooth_image(48, 48))
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(['div2k', '--hr', str(tmp_path / 'in'), '--out', str(tmp_path / 'out'), '--scales', '3',
+                 '--crop-size', '24', '--step', '16'])
+    assert exit_info.value.code == 2
+    assert '--crop-size 24 and --step 16 must be multiples of every scale' in capsys.readouterr().err
+
+
+def test_div8k_makes_test2k_4k_8k(tmp_path, capsys):
+    originals = {1201: smooth_image(50, 66, 1), 1301: smooth_image(36, 42, 2), 1401: smooth_image(22, 30, 3)}
+    for number, img in originals.items():
+        write(tmp_path / 'DIV8K' / f'{number}.png', img)
+    write(tmp_path / 'DIV8K' / '0001.png', smooth_image(20, 20, 4))
+    out = tmp_path / 'datasets'
+    prepare(['div8k', '--hr', str(tmp_path / 'DIV8K'), '--out', str(out), '--workers', '2'])
+    expected = {'Test2K': (1201, (12, 16), (3, 4)), 'Test4K': (1301, (16, 20), (4, 5)),
+                'Test8K': (1401, (20, 28), (5, 7))}
+    for test_set, (number, hr_size, lr_size) in expected.items():
+        assert names(out / test_set / 'HR') == names(out / test_set / 'LR_bicubic' / 'X4') == [f'{number}.png']
+        assert read(out / test_set / 'HR' / f'{number}.png').shape[:2] == hr_size
+        assert read(out / test_set / 'LR_bicubic' / 'X4' / f'{number}.png').shape[:2] == lr_size
+    # Test2K: the original cropped to a multiple of 16, then x1/4
+    np.testing.assert_array_equal(read(out / 'Test2K' / 'HR' / '1201.png'), matlab_x1(originals[1201][:48, :64], 4))
+    np.testing.assert_array_equal(read(out / 'Test8K' / 'HR' / '1401.png'), originals[1401][:20, :28])
+    assert 'ignoring 1 images outside 1201-1500: 0001.png' in capsys.readouterr().out
