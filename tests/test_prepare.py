@@ -129,6 +129,15 @@ def test_missing_folder_exits_2_naming_it_without_traceback(tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
+def test_benchmark_refuses_to_write_over_its_input(tmp_path, capsys):
+    write(tmp_path / 'Set' / 'HR' / 'a.png', smooth_image(42, 42))
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(['benchmark', '--hr', str(tmp_path / 'Set' / 'HR'), '--out', str(tmp_path / 'Set')])
+    assert exit_info.value.code == 2
+    assert 'over the input folder' in capsys.readouterr().err
+    assert names(tmp_path / 'Set') == ['HR']
+
+
 def test_rerun_writes_only_the_missing_files(tmp_path, capsys):
     for i in range(3):
         write(tmp_path / 'in' / f'{i}.png', smooth_image(32, 32, i))

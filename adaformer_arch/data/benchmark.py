@@ -101,6 +101,10 @@ def _check_pair_sizes(tasks: List[BenchmarkTask], scale: int) -> None:
 def prepare_benchmark(hr_dir: str, out: str, scale: int, lr_dir: Optional[str] = None, min_size: int = 0,
                       prefix: str = '', workers: int = 1) -> List[JobResult]:
     """Prepare ``OUT/HR`` and ``OUT/LR_bicubic/X{scale}``; output names are ``<prefix><HR stem>.png``."""
+    hr_out = os.path.join(out, 'HR')
+    if os.path.isdir(hr_out) and os.path.samefile(hr_dir, hr_out):
+        raise InputError(f"--out '{out}' would write the cropped HR images over the input folder '{hr_dir}'; "
+                         'choose another --out')
     hr_names = list_images(hr_dir)
     if not hr_names:
         raise InputError(f"HR folder '{hr_dir}' holds no image files")
