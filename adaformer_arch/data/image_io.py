@@ -3,8 +3,7 @@
 Inputs come in every flavour (greyscale, 16-bit, RGBA, broken files); everything downstream sees ``(H, W, 3)``
 uint8 BGR arrays, and each conversion is reported as a note so the user knows what happened.
 """
-import os
-from typing import IO, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import cv2
 import numpy as np
@@ -17,8 +16,6 @@ from ..utils.image_io import PNG_COMPRESSION
 from ..utils.image_io import read_image as read_float_image
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 
 
 def list_images(folder: str) -> List[str]:
@@ -59,10 +56,5 @@ def write_png(path: str, img: np.ndarray) -> None:
     ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
     if not ok:
         raise RuntimeError(f'could not encode {path} as PNG')
-
-    def write(f: IO[bytes]) -> None:
-        f.write(buf.tobytes())
-        os.fchmod(f.fileno(), 0o666 & ~_UMASK)  # the temporary file is private (0600); give the usual mode
-
-    atomic_write(path, write)
+    atomic_write(path, lambda f: f.write(buf.tobytes()))
 

@@ -10,6 +10,9 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 
 def atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> None:
     """Call ``write(file_object)`` on a temporary file next to ``path``, then atomically rename it to ``path``."""
@@ -17,6 +20,7 @@ def atomic_write(path: str, write: Callable[[Any], None], mode: str = 'wb') -> N
     os.makedirs(folder, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f'.{os.path.basename(path)}.', suffix='.tmp', dir=folder)
     try:
+        os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file private (0600); give it the usual mode
         with os.fdopen(fd, mode) as f:
             write(f)
             f.flush()
