@@ -10,6 +10,7 @@ from typing import List, Optional
 COMMANDS = {
     'train': ('adaformer_arch.train', 'train a model from an option file (BasicSR train.py)'),
     'test': ('adaformer_arch.test', 'evaluate a model from an option file (BasicSR test.py)'),
+    'infer': ('adaformer_arch.infer', 'super-resolve your own images, no ground truth (tiling, halting maps)'),
     'bench': ('adaformer_arch.bench', 'latency/memory/MACs of several networks side by side (options/bench_x4.yml)'),
     'prepare': ('adaformer_arch.data.prepare', 'make DIV2K, Test2K/4K/8K and benchmark data sets (docs/datasets.md)'),
 }

@@ -5,6 +5,7 @@
 uses that record to write the super-resolved result as grey, 16-bit or RGBA again. Missing, undecodable and
 truncated files raise :class:`ImageReadError`, whose message names the file and says what to do.
 """
+import io
 import os
 from dataclasses import dataclass
 from typing import Optional, Tuple
@@ -46,12 +47,12 @@ class ImageInfo:
         return self.mode if self.bit_depth == 8 else f'{self.mode} 16-bit'
 
 
-def _check_complete(path: str) -> None:
+def _check_complete(path: str, data: bytes) -> None:
     """Raise :class:`ImageReadError` if the file is truncated or corrupt (OpenCV may decode a partial picture with
     only a warning). PNGs are checked chunk by chunk (CRCs up to IEND, no pixel decoding); other formats Pillow
     knows are decoded once. Formats Pillow does not read are left to OpenCV."""
     try:
-        with Image.open(path) as img:
+        with Image.open(io.BytesIO(data)) as img:
             if img.format == 'PNG':
                 img.verify()
             else:
@@ -70,9 +71,14 @@ def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
     """
     if not os.path.isfile(path):
         raise ImageReadError(path, 'no such file', 'Check the path.')
-    _check_complete(path)
     try:
-        img = cv2.imdecode(np.fromfile(path, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
+        with open(path, 'rb') as f:
+            data = f.read()
+    except OSError as err:
+        raise ImageReadError(path, f'cannot open it ({err})', 'Check its permissions.') from err
+    _check_complete(path, data)
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
     except cv2.error as err:
         raise ImageReadError(path, f'OpenCV cannot decode it ({err})') from err
     if img is None:
@@ -106,20 +112,25 @@ def _restore_mode(img: np.ndarray, info: ImageInfo) -> np.ndarray:
     return img
 
 
-def write_image(path: str, img: np.ndarray, info: ImageInfo) -> None:
-    """Write ``img`` ((H, W, 3) float BGR in [0, 1]) atomically at ``path`` in the input's mode: grey stays grey,
-    RGBA gets its alpha back (upscaled bicubically), 16-bit stays 16-bit where the format allows it (PNG/TIFF;
-    others are written 8-bit). The format follows the extension of ``path``."""
+def write_array(path: str, array: np.ndarray) -> None:
+    """Encode ``array`` ((H, W), (H, W, 3) BGR or (H, W, 4) BGRA; uint8, or uint16 for PNG/TIFF) in the format of the
+    extension of ``path`` and write it atomically."""
     ext = os.path.splitext(path)[1].lower()
-    sixteen = info.bit_depth == 16 and ext in SIXTEEN_BIT_EXTENSIONS
-    peak, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
-    out = np.clip(_restore_mode(img.astype(np.float32), info), 0.0, 1.0)
-    out = np.round(out * peak).astype(dtype)
     params = [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION] if ext == '.png' else []
     try:
-        ok, buf = cv2.imencode(ext, out, params)
+        ok, buf = cv2.imencode(ext, array, params)
     except cv2.error as err:
         raise OSError(f"could not encode '{path}': {err}") from err
     if not ok:
         raise OSError(f"could not encode '{path}' as {ext}")
     atomic_write(path, lambda f: f.write(buf.tobytes()))
+
+
+def write_image(path: str, img: np.ndarray, info: ImageInfo) -> None:
+    """Write ``img`` ((H, W, 3) float BGR in [0, 1]) atomically at ``path`` in the input's mode: grey stays grey,
+    RGBA gets its alpha back (upscaled bicubically), 16-bit stays 16-bit where the format allows it (PNG/TIFF;
+    others are written 8-bit). The format follows the extension of ``path``."""
+    sixteen = info.bit_depth == 16 and os.path.splitext(path)[1].lower() in SIXTEEN_BIT_EXTENSIONS
+    peak, dtype = (65535.0, np.uint16) if sixteen else (255.0, np.uint8)
+    out = np.clip(_restore_mode(img.astype(np.float32), info), 0.0, 1.0)
+    write_array(path, np.round(out * peak).astype(dtype))

@@ -1,0 +1,81 @@
+"""Loading BasicSR weight files safely into a network, with errors that say exactly what does not fit.
+
+Files are read with ``torch.load(weights_only=True)`` only: a file holding pickled objects other than tensors and
+plain containers (which could run code when unpickled) is refused, never retried with ``weights_only=False``.
+"""
+import pickle
+from typing import Dict, List, Optional
+
+import torch
+from torch import Tensor, nn
+
+MAX_LISTED = 12  # tensors named in a mismatch report before "... and N more"
+
+
+class WeightsError(Exception):
+    """A weights file that cannot be used (missing, unsafe, unreadable, or made for another network)."""
+
+
+def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Tensor]:
+    """The state dict in a BasicSR weights file: ``param_key`` if given, else ``params_ema``, else ``params``, else
+    the file itself; a ``module.`` prefix (DataParallel) is removed."""
+    try:
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except FileNotFoundError:
+        raise WeightsError(f'weights file {path} not found') from None
+    except pickle.UnpicklingError as err:
+        blocked = [line.strip() for line in str(err).splitlines() if 'GLOBAL' in line]
+        detail = f' ({blocked[0]})' if blocked else ''
+        raise WeightsError(
+            f'refusing to load {path}: it holds pickled objects other than tensors, which could run code when '
+            f'loaded{detail}. Only plain weight files are loaded; re-save the weights as tensors only, e.g. '
+            f"torch.save({{'params': net.state_dict()}}, path), from a source you trust.") from None
+    except Exception as err:  # torch raises many types for a file that is not a checkpoint (KeyError, RuntimeError..)
+        raise WeightsError(f'cannot read {path} as a PyTorch weights file (corrupt, truncated or another format: '
+                           f'{type(err).__name__}: {err})') from None
+    if not isinstance(state, dict):
+        raise WeightsError(f'{path} holds a {type(state).__name__}, not a dict of weights')
+    if param_key is not None:
+        if param_key not in state:
+            raise WeightsError(f'{path} has no {param_key!r} entry (it has: {", ".join(map(str, sorted(state)))})')
+        state = state[param_key]
+    elif 'params_ema' in state:
+        state = state['params_ema']
+    elif 'params' in state:
+        state = state['params']
+    bad = [str(k) for k, v in state.items() if not isinstance(v, Tensor)]
+    if bad:
+        raise WeightsError(f'{path}: entries that are not tensors: {_listing(bad)} (expected a BasicSR weights file '
+                           f"with 'params' / 'params_ema', or a plain state dict)")
+    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
+
+
+def _listing(items: List[str]) -> str:
+    shown = ', '.join(items[:MAX_LISTED])
+    return shown if len(items) <= MAX_LISTED else f'{shown} ... and {len(items) - MAX_LISTED} more'
+
+
+def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
+    """One line per tensor that does not fit ``net``: missing, unexpected, or shaped differently."""
+    own = net.state_dict()
+    lines = [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
+             for k, v in own.items() if k in state and state[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        lines.append(f'missing from the checkpoint: {_listing(missing)}')
+    if unexpected:
+        lines.append(f'not in the network: {_listing(unexpected)}')
+    return lines
+
+
+def load_weights(net: nn.Module, path: str, param_key: Optional[str] = None, network_desc: str = 'the network') \
+        -> None:
+    """Load ``path`` into ``net`` strictly; :class:`WeightsError` lists every tensor that disagrees (name and
+    shapes) so a checkpoint for another scale or width is recognised at once."""
+    state = load_state_dict(path, param_key)
+    lines = mismatches(net, state)
+    if lines:
+        more = [f'... and {len(lines) - MAX_LISTED} more'] if len(lines) > MAX_LISTED else []
+        raise WeightsError(f'{path} does not fit {network_desc}:\n  ' + '\n  '.join(lines[:MAX_LISTED] + more))
+    net.load_state_dict(state, strict=True)
