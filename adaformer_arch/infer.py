@@ -40,7 +40,7 @@ from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
 from .utils.tiling import run_tiled, tile_count
-from .utils.weights import WeightsError, load_weights
+from .utils.weights import WeightsError, WeightsMismatchError, load_weights
 
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -109,6 +109,8 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
 
 def build_network(args: argparse.Namespace, device: torch.device) -> AdaFormer:
     """AdaFormer with its weights loaded, halting settings applied, in eval mode on ``device``."""
+    if args.halt_eps is not None and not 0.0 <= args.halt_eps < 1.0:
+        raise InferError(f'--halt-eps must be in [0, 1), got {args.halt_eps}')
     network_g, weights, param_key, source = network_options(args)
     kwargs = {k: v for k, v in network_g.items() if k != 'type'}
     try:
@@ -131,12 +133,11 @@ def build_network(args: argparse.Namespace, device: torch.device) -> AdaFormer:
     try:
         load_weights(net, weights, param_key, network_desc=desc)
     except WeightsError as err:
-        hint = ('' if args.opt else '\nIf the checkpoint is for another scale or width, pass --scale or --opt with '
-                'the network_g it was trained with.')
+        mismatch = isinstance(err, WeightsMismatchError)
+        hint = ('\nIf the checkpoint is for another scale or width, pass --scale or --opt with the network_g it was '
+                'trained with.' if mismatch and not args.opt else '')
         raise InferError(f'{err}{hint}') from None
     if args.halt_eps is not None:
-        if not 0.0 <= args.halt_eps < 1.0:
-            raise InferError(f'--halt-eps must be in [0, 1), got {args.halt_eps}')
         net.halt_eps = args.halt_eps
     if args.no_early_exit:
         net.early_exit = False

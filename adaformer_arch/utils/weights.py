@@ -16,6 +16,10 @@ class WeightsError(Exception):
     """A weights file that cannot be used (missing, unsafe, unreadable, or made for another network)."""
 
 
+class WeightsMismatchError(WeightsError):
+    """A readable weights file made for another network (other scale, width, depth...)."""
+
+
 def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Tensor]:
     """The state dict in a BasicSR weights file: ``param_key`` if given, else ``params_ema``, else ``params``, else
     the file itself; a ``module.`` prefix (DataParallel) is removed."""
@@ -71,11 +75,11 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
 
 def load_weights(net: nn.Module, path: str, param_key: Optional[str] = None, network_desc: str = 'the network') \
         -> None:
-    """Load ``path`` into ``net`` strictly; :class:`WeightsError` lists every tensor that disagrees (name and
+    """Load ``path`` into ``net`` strictly; :class:`WeightsMismatchError` lists every tensor that disagrees (name and
     shapes) so a checkpoint for another scale or width is recognised at once."""
     state = load_state_dict(path, param_key)
     lines = mismatches(net, state)
     if lines:
         more = [f'... and {len(lines) - MAX_LISTED} more'] if len(lines) > MAX_LISTED else []
-        raise WeightsError(f'{path} does not fit {network_desc}:\n  ' + '\n  '.join(lines[:MAX_LISTED] + more))
+        raise WeightsMismatchError(f'{path} does not fit {network_desc}:\n  ' + '\n  '.join(lines[:MAX_LISTED] + more))
     net.load_state_dict(state, strict=True)

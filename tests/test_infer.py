@@ -1,0 +1,207 @@
+"""`basicsr infer` with a tiny random AdaFormer: every input mode, bad files skipped and reported, tiling against the
+whole image, and weights files that must be refused (unsafe pickle, wrong scale, missing default)."""
+import copy
+import pickle
+from pathlib import Path
+from typing import List, Tuple
+
+import cv2
+import numpy as np
+import pytest
+import torch
+
+from adaformer_arch import infer
+from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.utils.image_io import read_image
+from adaformer_arch.utils.tiling import spans
+from helpers import TINY_NET, run_cli, write_yaml
+
+SCALE = TINY_NET['upscale']
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    """Tiny tensors: one thread is much faster than several competing for a busy machine (as run_cli's
+    OMP_NUM_THREADS=1 for the subprocess)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def tiny_net(seed: int, **overrides) -> AdaFormer:
+    torch.manual_seed(seed)
+    return AdaFormer(**dict({k: v for k, v in TINY_NET.items() if k != 'type'}, **overrides)).eval()
+
+
+def smooth_image(height: int, width: int, channels: int = 3, seed: int = 0, dtype=np.uint8) -> np.ndarray:
+    """(H, W[, C]) smooth random picture (bicubic upsampling of a coarse grid), like a photo rather than noise."""
+    rng = np.random.default_rng(seed)
+    peak = np.iinfo(dtype).max
+    coarse = rng.uniform(0, 1, (max(height // 6, 2), max(width // 6, 2), channels)).astype(np.float32)
+    img = np.clip(cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC), 0, 1)
+    img = np.round(img.reshape(height, width, channels) * peak).astype(dtype)
+    return img[:, :, 0] if channels == 1 else img
+
+
+@pytest.fixture(scope='module')
+def model(tmp_path_factory) -> Tuple[Path, Path, AdaFormer]:
+    """(option file with the tiny network_g, BasicSR checkpoint, the network of its params_ema)."""
+    root = tmp_path_factory.mktemp('model')
+    ema = tiny_net(seed=0)
+    other = tiny_net(seed=1)  # 'params' differ from 'params_ema': the output shows which one was loaded
+    weights = root / 'tiny.pth'
+    torch.save({'params': other.state_dict(), 'params_ema': ema.state_dict()}, weights)
+    opt = write_yaml(root / 'tiny.yml', {'name': 'tiny', 'network_g': dict(TINY_NET)})
+    return opt, weights, ema
+
+
+def run_infer(args: List[str], capsys) -> Tuple[int, str, str]:
+    """``basicsr infer ARGS`` in this process -> (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        infer.main([str(a) for a in args])
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+def test_folder_of_every_mode_with_bad_files_reported_and_skipped(model, tmp_path):
+    opt, weights, _ = model
+    src = tmp_path / 'in'
+    src.mkdir()
+    rgba = np.dstack([smooth_image(12, 20, seed=3), np.tile(np.linspace(0, 255, 20), (12, 1)).astype(np.uint8)])
+    cv2.imwrite(str(src / 'rgb.png'), smooth_image(20, 30, seed=1))
+    cv2.imwrite(str(src / 'grey.png'), smooth_image(16, 24, channels=1, seed=2))
+    cv2.imwrite(str(src / 'rgba.png'), rgba)
+    cv2.imwrite(str(src / 'deep.png'), smooth_image(12, 16, seed=4, dtype=np.uint16))
+    cv2.imwrite(str(src / 'tiny.png'), smooth_image(5, 7, seed=5))
+    cv2.imwrite(str(src / 'odd.jpg'), smooth_image(13, 19, seed=6))
+    cv2.imwrite(str(tmp_path / 'whole.png'), smooth_image(40, 40, seed=7))
+    data = (tmp_path / 'whole.png').read_bytes()
+    (src / 'trunc.png').write_bytes(data[:len(data) // 2])
+    (src / 'notes.png').write_text('not an image')
+    (src / 'readme.txt').write_text('ignored: not an image extension')
+    out = tmp_path / 'out'
+
+    proc = run_cli(['infer', '-i', src, '-o', out, '--opt', opt, '--weights', weights, '--save-maps'], cwd=tmp_path,
+                   check=False)
+
+    assert proc.returncode == 1, proc.stderr
+    assert '6 of 8 image(s)' in proc.stdout and '2 failed' in proc.stdout
+    for bad in ('trunc.png', 'notes.png'):
+        assert f'FAILED {src / bad}' in proc.stderr
+    assert 'truncated' in proc.stderr and 'readme.txt' in proc.stderr
+    expected = {  # stem: (shape, dtype) of the SR output
+        'rgb': ((40, 60, 3), np.uint8), 'grey': ((32, 48), np.uint8), 'rgba': ((24, 40, 4), np.uint8),
+        'deep': ((24, 32, 3), np.uint16), 'tiny': ((10, 14, 3), np.uint8), 'odd': ((26, 38, 3), np.uint8)}
+    for stem, (shape, dtype) in expected.items():
+        sr = cv2.imread(str(out / f'{stem}_x{SCALE}.png'), cv2.IMREAD_UNCHANGED)
+        assert sr is not None and sr.shape == shape and sr.dtype == dtype, stem
+        for suffix in ('depth', 'confidence'):
+            assert cv2.imread(str(out / f'{stem}_{suffix}.png')).shape == shape[:2] + (3,), (stem, suffix)
+    alpha = cv2.imread(str(out / f'rgba_x{SCALE}.png'), cv2.IMREAD_UNCHANGED)[:, :, 3].astype(np.float32)
+    assert np.abs(alpha - cv2.resize(rgba[:, :, 3], (40, 24), interpolation=cv2.INTER_LINEAR)).max() <= 16
+    deep = cv2.imread(str(out / f'deep_x{SCALE}.png'), cv2.IMREAD_UNCHANGED)
+    assert len(np.unique(deep)) > 256  # really 16-bit values, not 8-bit ones scaled up
+    written = sorted(p.name for p in out.iterdir())
+    assert len(written) == 18 and not any(n.startswith(('trunc', 'notes', '.')) for n in written), written
+
+
+def test_read_image_modes(tmp_path):
+    deep = np.array([[0, 65535], [32768, 257]], dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / 'deep.png'), deep)
+    img, info = read_image(str(tmp_path / 'deep.png'))
+    assert img.shape == (2, 2, 3) and img.dtype == np.float32 and (info.mode, info.bit_depth) == ('grey', 16)
+    assert np.allclose(img[:, :, 0], deep / 65535.0) and np.array_equal(img[:, :, 0], img[:, :, 2])
+    cv2.imwrite(str(tmp_path / 'rgba.png'), np.full((3, 4, 4), 51, np.uint8))
+    img, info = read_image(str(tmp_path / 'rgba.png'))
+    assert img.shape == (3, 4, 3) and info.mode == 'rgba' and np.allclose(info.alpha, 0.2)
+
+
+def test_output_is_the_network_of_params_ema_and_tiling_matches_whole_image(model, tmp_path, capsys):
+    opt, weights, ema = model
+    lr = smooth_image(40, 44, seed=8)
+    cv2.imwrite(str(tmp_path / 'img.png'), lr)
+    common = ['-i', tmp_path / 'img.png', '--opt', opt, '--weights', weights, '--save-maps', '--halt-eps', '0.955']
+    results = {}
+    for name, tiling in (('whole', []), ('tiled', ['--tile', 16, '--tile-overlap', 8]),
+                         ('seams', ['--tile', 16, '--tile-overlap', 0])):
+        code, _, err = run_infer(common + ['-o', tmp_path / name] + tiling, capsys)
+        assert code == 0, err
+        results[name] = {suffix: cv2.imread(str(tmp_path / name / f'img_{suffix}.png')).astype(np.int32)
+                         for suffix in (f'x{SCALE}', 'depth', 'confidence')}
+
+    net = copy.deepcopy(ema)
+    net.halt_eps = 0.955
+    with torch.inference_mode():
+        rgb = torch.from_numpy(lr[:, :, ::-1].copy()).permute(2, 0, 1)[None].float() / 255.0
+        direct = net(rgb)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1]
+    assert np.abs(results['whole'][f'x{SCALE}'] - np.round(direct * 255.0)).max() <= 1
+    for suffix, maps in results['tiled'].items():  # overlap 8 (4 px context per side): same up to rounding
+        assert maps.shape == results['whole'][suffix].shape
+        assert np.abs(maps - results['whole'][suffix]).max() <= 1, suffix
+    # without overlap, pixels at the cuts lack their neighbours: the tiles really were processed separately
+    assert np.abs(results['seams'][f'x{SCALE}'] - results['whole'][f'x{SCALE}']).max() > 2
+
+
+@pytest.mark.parametrize('length,tile,overlap', [(40, 16, 8), (44, 16, 0), (5, 8, 4), (33, 8, 7), (16, 16, 4)])
+def test_tiles_keep_every_pixel_exactly_once_inside_their_tile(length, tile, overlap):
+    kept = np.zeros(length, dtype=int)
+    for span in spans(length, tile, overlap):
+        assert span.start <= span.keep_start < span.keep_stop <= span.stop <= length
+        assert span.stop - span.start <= tile and span.start % (tile - overlap) == 0
+        kept[span.keep_start:span.keep_stop] += 1
+    assert (kept == 1).all()
+
+
+def test_tile_not_multiple_of_window_is_refused(model, tmp_path, capsys):
+    opt, weights, _ = model
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights', weights,
+                              '--tile', 6], capsys)
+    assert code == 2 and '--tile 6' in err and f'multiple of the window size {TINY_NET["window_size"]}' in err
+
+
+class CreatesMarker:
+    """Unpickling this calls ``open(marker, 'w')``: the file appears if pickled code runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), 'w')
+
+
+def test_malicious_pickle_checkpoint_is_refused_without_running_code(model, tmp_path, capsys):
+    opt, _, _ = model
+    proof = tmp_path / 'payload_works'
+    pickle.loads(pickle.dumps(CreatesMarker(proof))).close()
+    assert proof.exists()  # the payload does run under a plain unpickler
+    marker = tmp_path / 'pwned'
+    torch.save({'params': CreatesMarker(marker)}, tmp_path / 'evil.pth')
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
+                              tmp_path / 'evil.pth'], capsys)
+
+    assert code == 2 and 'refusing to load' in err and 'evil.pth' in err
+    assert not marker.exists()
+    assert not (tmp_path / 'out' / f'img_x{SCALE}.png').exists()
+
+
+def test_checkpoint_for_another_scale_names_the_tensors_that_disagree(model, tmp_path, capsys):
+    opt, _, _ = model
+    torch.save({'params': tiny_net(seed=0, upscale=3).state_dict()}, tmp_path / 'x3.pth')
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
+                              tmp_path / 'x3.pth'], capsys)
+    feat = TINY_NET['num_feat']
+    assert code == 2 and 'x3.pth does not fit' in err
+    assert f'conv_up.weight: checkpoint ({3 * 9}, {feat}, 3, 3), network ({3 * 4}, {feat}, 3, 3)' in err
+    assert 'conv_up.bias' in err and 'conv_first' not in err
+
+
+def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(infer, 'DEFAULT_WEIGHTS', tmp_path / 'not_shipped_yet.pth')
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
+    assert code == 2 and 'not_shipped_yet.pth not found' in err and '--weights PATH' in err
