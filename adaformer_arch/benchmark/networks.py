@@ -1,7 +1,6 @@
 """Build a benchmark network from its :class:`NetworkSpec`: BasicSR registry, weights, attribute overrides."""
 import copy
 import os
-from typing import Dict
 
 import torch
 from torch import Tensor, nn
@@ -9,7 +8,7 @@ from torch import Tensor, nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ..archs.adaformer_arch import pad_to_multiple
-
+from ..utils.weights import WeightsError, load_weights
 from .options import RANDOM, BenchError, NetworkSpec
 
 
@@ -38,20 +37,6 @@ def bare(net: nn.Module) -> nn.Module:
     return net.net if isinstance(net, InputAdapter) else net
 
 
-def load_state_dict(path: str, param_key: str = None) -> Dict[str, Tensor]:
-    """A BasicSR weights file: ``params_ema`` if present, else ``params``, else the file itself (a state dict)."""
-    state = torch.load(path, map_location='cpu', weights_only=True)
-    if param_key is not None:
-        if param_key not in state:
-            raise BenchError(f'weights file {path} has no {param_key!r} (keys: {sorted(state)[:8]})')
-        state = state[param_key]
-    elif 'params_ema' in state:
-        state = state['params_ema']
-    elif 'params' in state:
-        state = state['params']
-    return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
-
-
 def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn.Module:
     """The network of ``spec`` in eval mode on the CPU. ``where`` names the option file in error messages."""
     opt = copy.deepcopy(spec.network_g)
@@ -73,9 +58,9 @@ def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn
                 f'(AdaFormer\'s latency depends on its weights through token halting: random weights do not give '
                 f'representative numbers for it).')
         try:
-            net.load_state_dict(load_state_dict(spec.weights, spec.param_key), strict=True)
-        except (RuntimeError, KeyError, ValueError) as e:
-            raise BenchError(f'{where}: network {spec.name!r}: cannot load {spec.weights}: {e}') from None
+            load_weights(net, spec.weights, spec.param_key, network_desc=arch)
+        except WeightsError as e:
+            raise BenchError(f'{where}: network {spec.name!r}: {e}') from None
     for key, value in spec.attributes.items():
         if not hasattr(net, key):
             raise BenchError(f'{where}: network {spec.name!r}: attributes.{key}: {arch} has no attribute {key!r}')
