@@ -1,0 +1,55 @@
+"""AdaFormerModel: the total loss is L1 + alpha * L_USL, and what it logs."""
+import pytest
+import torch
+
+import adaformer_arch  # noqa: F401
+from adaformer_arch.losses.uncertainty_loss import UncertaintyLoss
+from basicsr.models import build_model
+
+from helpers import train_options
+
+
+@pytest.fixture
+def model(tmp_path):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path))
+    opt['train']['uncertainty_opt']['loss_weight'] = 0.5
+    opt['path'].update(experiments_root=str(tmp_path), models=str(tmp_path), training_states=str(tmp_path),
+                       log=str(tmp_path), visualization=str(tmp_path))
+    torch.manual_seed(0)
+    return build_model(opt)
+
+
+def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch):
+    lq, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+    model.feed_data({'lq': lq, 'gt': gt, 'lq_path': ['a.png', 'b.png']})
+    totals = []
+    original_backward = torch.Tensor.backward
+
+    def record_backward(tensor, *args, **kwargs):
+        totals.append(tensor.item())
+        return original_backward(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, 'backward', record_backward)
+    monkeypatch.setattr(model.optimizer_g, 'step', lambda: None)  # keep the weights to recompute the losses
+    model.optimize_parameters(1)
+    log = model.get_current_log()
+
+    net = model.net_g
+    sr, aux = net(lq, return_aux=True)
+    l_pix = (sr - gt).abs().mean().item()
+    l_usl = UncertaintyLoss(loss_weight=0.5)(aux['confidences'], sr, gt, lq_size=(8, 8)).item()
+    assert log['l_pix'] == pytest.approx(l_pix, rel=1e-5)
+    assert log['l_usl'] == pytest.approx(l_usl, rel=1e-5)
+    assert totals == [pytest.approx(l_pix + l_usl, rel=1e-5)]
+    for i in (1, 2):
+        assert 0.0 <= log[f'sparsity_l{i}'] <= 1.0 and 0.0 < log[f'conf_l{i}'] < 1.0
+
+
+def test_uncertainty_loss_needs_adaformer(tmp_path):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1)
+    opt['network_g'] = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                        'upscale': 2}
+    with pytest.raises(ValueError, match='uncertainty_opt needs network_g type AdaFormer'):
+        build_model(opt)
