@@ -1,10 +1,11 @@
 """AdaFormerModel: BasicSR's SRModel plus the uncertainty loss, halting statistics and crash-safe checkpoints."""
+import contextlib
 import json
 import statistics
 import time
 from collections import OrderedDict
 from os import path as osp
-from typing import Dict, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional
 
 import cv2
 import torch
@@ -86,6 +87,8 @@ class AdaFormerModel(SRModel):
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+        if self.after_iteration is not None:
+            self.after_iteration(current_iter)
 
     def test(self) -> None:
         net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
@@ -189,5 +192,22 @@ class AdaFormerModel(SRModel):
             super().save_network(net, net_label, current_iter, param_key)
 
     def save_training_state(self, epoch, current_iter) -> None:
-        with torch_save_is_atomic():
+        with torch_save_is_atomic(), self._state_extras():
             super().save_training_state(epoch, current_iter)
+
+    # Hooks of `basicsr train` (adaformer_arch/train.py) for Ctrl-C checkpoints and exact resume; None: not used.
+    #: called with current_iter when that iteration is complete (optimiser step and EMA update done)
+    after_iteration: Optional[Callable[[int], None]] = None
+    #: returns entries to add to each training state
+    training_state_extras: Optional[Callable[[], Dict]] = None
+
+    @contextlib.contextmanager
+    def _state_extras(self) -> Iterator[None]:
+        """Within the block, the state that BaseModel saves with ``torch.save`` gets ``training_state_extras()``."""
+        save = torch.save
+        if self.training_state_extras is not None:
+            torch.save = lambda state, f: save({**state, **self.training_state_extras()}, f)
+        try:
+            yield
+        finally:
+            torch.save = save

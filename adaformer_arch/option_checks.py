@@ -1,0 +1,228 @@
+"""Checks of a parsed BasicSR option dict, run by `basicsr train` and `basicsr test` before anything is built.
+
+BasicSR reports most option mistakes late (after the data sets are loaded, or at the first validation) and as a
+traceback, or not at all (a misspelled optional key is silently ignored). These checks find, all at once:
+
+* arguments of ``network_*`` and of the losses ``train.*_opt`` that their constructors do not take (compared with
+  the signature, with the closest name suggested) and required arguments that are missing;
+* for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
+  a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
+* ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
+* data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
+  the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding).
+"""
+import difflib
+import functools
+import inspect
+import os
+import re
+import sys
+from concurrent.futures import ThreadPoolExecutor
+from os import path as osp
+from typing import Any, Callable, Dict, Iterable, List, NoReturn, Optional, Tuple
+
+import yaml
+from PIL import Image
+
+from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_lmdb,
+                                    paired_paths_from_meta_info_file)
+from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+
+# Keys of `train` and `val` read by basicsr 1.4.2 (train.py, SRModel, BaseModel) and by AdaFormerModel.
+MODEL_KEYS = {
+    'train': ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
+              'uncertainty_opt'),
+    'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps'),
+}
+NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
+PAIR_CHECK_THREADS = 8
+
+
+class OptionError(ValueError):
+    """The option dict has problems; ``problems`` lists them, one message each."""
+
+    def __init__(self, problems: List[str]) -> None:
+        super().__init__('\n'.join(problems))
+        self.problems = problems
+
+
+def exit_with_errors(source: str, problems: List[str]) -> NoReturn:
+    """Print ``problems`` as ``basicsr: error: ...`` (no traceback) and exit with status 2."""
+    if len(problems) == 1:
+        print(f'basicsr: error: {source}: {problems[0]}', file=sys.stderr)
+    else:
+        print(f'basicsr: error: {source} has {len(problems)} problems:', file=sys.stderr)
+        print('\n'.join(f'  {p}' for p in problems), file=sys.stderr)
+    sys.exit(2)
+
+
+def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tuple[Dict, Any]]:
+    """BasicSR's ``parse_options`` followed by :func:`check_options`; problems end the program with a message."""
+
+    @functools.wraps(parse_options)
+    def parse_and_check(*args: Any, **kwargs: Any) -> Tuple[Dict, Any]:
+        try:
+            opt, parsed = parse_options(*args, **kwargs)
+        except FileNotFoundError as err:
+            exit_with_errors(str(err.filename), ['the option file does not exist'])
+        except yaml.YAMLError as err:
+            exit_with_errors(_option_file(), [f'not valid YAML: {err}'])
+        except KeyError as err:  # parse_options indexes the options every file must have
+            exit_with_errors(_option_file(), [f'the required option {err} is missing'])
+        try:
+            warnings = check_options(opt)
+        except OptionError as err:
+            exit_with_errors(parsed.opt, err.problems)
+        for warning in warnings:
+            print(f'basicsr: warning: {parsed.opt}: {warning}', file=sys.stderr)
+        return opt, parsed
+
+    return parse_and_check
+
+
+def _option_file() -> str:
+    argv = sys.argv
+    return argv[argv.index('-opt') + 1] if '-opt' in argv[:-1] else 'the option file'
+
+
+def closest(name: str, candidates: Iterable[str]) -> str:
+    """'; did you mean X?' for the closest candidate, or ''."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    return f'; did you mean {match[0]!r}?' if match else ''
+
+
+def check_options(opt: Dict) -> List[str]:
+    """Check a dict returned by BasicSR's ``parse_options``. Returns warnings; raises :class:`OptionError`."""
+    problems: List[str] = []
+    warnings: List[str] = []
+    for key, cfg in opt.items():
+        if key.startswith('network_') and isinstance(cfg, dict):
+            problems += _check_constructor(key, cfg, ARCH_REGISTRY, 'network')
+    for key, cfg in (opt.get('train') or {}).items():
+        if key.endswith('_opt') and isinstance(cfg, dict) and 'type' in cfg:
+            problems += _check_constructor(f'train.{key}', cfg, LOSS_REGISTRY, 'loss')
+    if opt.get('model_type') == 'AdaFormerModel':
+        for section, known in MODEL_KEYS.items():
+            for key in opt.get(section) or {}:
+                if key in known:
+                    continue
+                if difflib.get_close_matches(key, known, n=1, cutoff=NEAR_MISS):
+                    problems.append(f'{section}.{key}: AdaFormerModel has no such option{closest(key, known)} '
+                                    'Fix the spelling.')
+                else:
+                    warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
+                                    f'(it reads {", ".join(known)}).')
+    problems += _check_scale(opt)
+    if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
+        problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
+                        '(or a text appended to the image names).')
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        problems += _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'))
+    if problems:
+        raise OptionError(problems)
+    return warnings
+
+
+def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[str]:
+    """Unknown and missing constructor arguments of ``cfg`` (``type`` plus arguments)."""
+    name = cfg.get('type')
+    if name not in registry:
+        return [f'{where}.type: no {kind} named {name!r} is registered{closest(str(name), registry.keys())}']
+    params = inspect.signature(registry.get(name)).parameters
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
+        return []
+    accepted = [n for n, p in params.items() if p.kind is not inspect.Parameter.VAR_POSITIONAL]
+    problems = [
+        f'{where}.{key}: {name} has no argument {key!r}{closest(key, accepted)} '
+        f'({name} takes: {", ".join(accepted)})' for key in cfg if key != 'type' and key not in params
+    ]
+    problems += [
+        f'{where}: {name} needs the argument {n!r}; add it' for n, p in params.items()
+        if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in cfg
+    ]
+    return problems
+
+
+def _check_scale(opt: Dict) -> List[str]:
+    cfg = opt.get('network_g')
+    if not isinstance(cfg, dict) or cfg.get('type') not in ARCH_REGISTRY:
+        return []
+    param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get('upscale')
+    if param is None:
+        return []
+    upscale = cfg.get('upscale', param.default)
+    given = 'network_g.upscale' if 'upscale' in cfg else f"network_g.upscale (the default of {cfg['type']})"
+    if 'scale' not in opt:
+        return [f'scale is missing; add "scale: {upscale}" (it must equal {given})']
+    if upscale != opt['scale']:
+        return [f'scale is {opt["scale"]} but {given} is {upscale}: the network would upsample by {upscale} '
+                f'while the data sets are cut for x{opt["scale"]}. Make them equal.']
+    return []
+
+
+def _check_dataset(where: str, dataset: Dict, scale: Optional[int]) -> List[str]:
+    problems = []
+    for key, value in dataset.items():
+        if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
+            problems.append(f'{where}.{key}: {value} does not exist (relative paths start from the working '
+                            f'directory {os.getcwd()}). Fix the path or prepare the data (docs/datasets.md).')
+    if problems or dataset.get('type') != 'PairedImageDataset' or not isinstance(scale, int):
+        return problems
+    try:
+        pairs = _pair_sizes(dataset)
+    except (AssertionError, ValueError, OSError) as err:
+        return [f'{where}: the HR/LR pairs cannot be listed: {err}']
+    gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
+    for gt_path, lq_path, gt, lq in pairs:
+        problem = _pair_problem(gt, lq, scale, train=dataset.get('phase') == 'train', gt_size=gt_size)
+        if problem:
+            problems.append(f'{where}: {gt_path} is {gt[1]}x{gt[0]} (HxW) and its LR {lq_path} is '
+                            f'{lq[1]}x{lq[0]}: {problem}. Check dataroot_gt/dataroot_lq and scale.')
+    if len(problems) > 5:
+        problems = problems[:5] + [f'{where}: ... and {len(problems) - 5} more pairs like these']
+    return problems
+
+
+def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: bool,
+                  gt_size: Optional[int]) -> str:
+    """What is wrong with a pair of sizes (width, height), or ''."""
+    for g, q in zip(gt, lq):
+        if train and g != q * scale:
+            return f'for training HR must be exactly {scale} x LR'
+        if not train and not q * scale <= g < (q + 1) * scale:
+            return f'HR must be {scale} x LR (plus less than {scale} px of border)'
+    if gt_size and min(lq) < gt_size // scale:
+        return f'the LR image is smaller than the training patch (gt_size / scale = {gt_size // scale} px)'
+    return ''
+
+
+def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Tuple[int, int], Tuple[int, int]]]:
+    """(gt name, lq name, gt (w, h), lq (w, h)) of every pair that PairedImageDataset would load."""
+    folders, keys = [dataset['dataroot_lq'], dataset['dataroot_gt']], ['lq', 'gt']
+    if dataset.get('io_backend', {}).get('type') == 'lmdb':
+        lq_sizes, gt_sizes = (_lmdb_sizes(folder) for folder in folders)
+        return [(p['gt_path'], p['lq_path'], gt_sizes[p['gt_path']], lq_sizes[p['lq_path']])
+                for p in paired_paths_from_lmdb(folders, keys)]
+    tmpl = dataset.get('filename_tmpl', '{}')
+    if dataset.get('meta_info_file') is not None:
+        paths = paired_paths_from_meta_info_file(folders, keys, dataset['meta_info_file'], tmpl)
+    else:
+        paths = paired_paths_from_folder(folders, keys, tmpl)
+
+    def sizes(p: Dict) -> Tuple[str, str, Tuple[int, int], Tuple[int, int]]:
+        with Image.open(p['gt_path']) as gt, Image.open(p['lq_path']) as lq:  # reads the headers only
+            return p['gt_path'], p['lq_path'], gt.size, lq.size
+
+    with ThreadPoolExecutor(PAIR_CHECK_THREADS) as pool:
+        return list(pool.map(sizes, paths))
+
+
+def _lmdb_sizes(folder: str) -> Dict[str, Tuple[int, int]]:
+    """LMDB key -> (w, h), from ``meta_info.txt`` lines such as ``baboon.png (120,125,3) 1``."""
+    sizes = {}
+    with open(osp.join(folder, 'meta_info.txt')) as f:
+        for line in f:
+            match = re.match(r'(\S+?)\.\S+ \((\d+),(\d+)', line)
+            if match:
+                sizes[match.group(1)] = (int(match.group(3)), int(match.group(2)))
+    return sizes
