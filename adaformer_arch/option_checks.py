@@ -36,6 +36,7 @@ MODEL_KEYS = {
 }
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
 PAIR_CHECK_THREADS = 8
+MAX_PAIRS_NAMED = 3  # per data set; the others are counted
 
 
 class OptionError(ValueError):
@@ -173,13 +174,15 @@ def _check_dataset(where: str, dataset: Dict, scale: Optional[int]) -> List[str]
     except (AssertionError, ValueError, OSError) as err:
         return [f'{where}: the HR/LR pairs cannot be listed: {err}']
     gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
+    bad = []
     for gt_path, lq_path, gt, lq in pairs:
         problem = _pair_problem(gt, lq, scale, train=dataset.get('phase') == 'train', gt_size=gt_size)
         if problem:
-            problems.append(f'{where}: {gt_path} is {gt[1]}x{gt[0]} (HxW) and its LR {lq_path} is '
-                            f'{lq[1]}x{lq[0]}: {problem}. Check dataroot_gt/dataroot_lq and scale.')
-    if len(problems) > 5:
-        problems = problems[:5] + [f'{where}: ... and {len(problems) - 5} more pairs like these']
+            bad.append(f'{gt_path} is {gt[1]}x{gt[0]} (HxW) and its LR {lq_path} is {lq[1]}x{lq[0]}: {problem}')
+    if bad:
+        more = f'; and {len(bad) - MAX_PAIRS_NAMED} more' if len(bad) > MAX_PAIRS_NAMED else ''
+        problems.append(f'{where}: {len(bad)} of {len(pairs)} HR/LR pairs do not fit scale {scale}: '
+                        f'{"; ".join(bad[:MAX_PAIRS_NAMED])}{more}. Check dataroot_gt, dataroot_lq and scale.')
     return problems
 
 

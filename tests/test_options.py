@@ -1,0 +1,219 @@
+"""Option checks of `basicsr train` / `basicsr test` (adaformer_arch/option_checks.py): each problem is named with
+its key or file and what to do, before anything is built; the commands exit with status 2 without a traceback."""
+import glob
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Dict, List
+
+import cv2
+import numpy as np
+import pytest
+import yaml
+
+import adaformer_arch  # noqa: F401
+from adaformer_arch.option_checks import OptionError, check_options
+from basicsr.utils.options import ordered_yaml
+
+from helpers import eval_options, make_pairs, train_options, write_yaml
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def parsed(opt: Dict, is_train: bool = True) -> Dict:
+    """What BasicSR's parse_options adds to an option dict that the checks use."""
+    opt['is_train'] = is_train
+    for phase, dataset in opt['datasets'].items():
+        dataset['phase'] = phase.split('_')[0]
+        if 'scale' in opt:
+            dataset['scale'] = opt['scale']
+    return opt
+
+
+def problems(opt: Dict, is_train: bool = True) -> List[str]:
+    with pytest.raises(OptionError) as err:
+        check_options(parsed(opt, is_train))
+    return err.value.problems
+
+
+@pytest.fixture
+def data(tmp_path) -> Path:
+    return make_pairs(tmp_path / 'data')
+
+
+def test_valid_train_and_test_options_pass(data):
+    assert check_options(parsed(train_options(data))) == []
+    assert check_options(parsed(eval_options(data, None), is_train=False)) == []
+
+
+def test_shipped_option_files_have_no_problems_but_missing_data():
+    for path in glob.glob(str(REPO / 'options' / '*.yml')):
+        with open(path) as f:
+            opt = yaml.load(f, Loader=ordered_yaml()[0])
+        if 'datasets' not in opt:  # bench options
+            continue
+        try:
+            check_options(parsed(opt, is_train='train' in opt))
+        except OptionError as err:
+            assert all(p.startswith('datasets.') and 'does not exist' in p for p in err.problems), (path, err)
+
+
+def test_misspelled_network_argument_names_the_closest(data):
+    opt = train_options(data)
+    opt['network_g']['embed_dimm'] = opt['network_g'].pop('embed_dim')
+    [problem] = problems(opt)
+    assert problem.startswith("network_g.embed_dimm: AdaFormer has no argument 'embed_dimm'; did you mean "
+                              "'embed_dim'?")
+    assert 'num_prototypes' in problem  # lists what it takes
+
+
+def test_unknown_network_type_names_the_closest(data):
+    opt = train_options(data)
+    opt['network_g']['type'] = 'AdaFromer'
+    assert problems(opt) == ["network_g.type: no network named 'AdaFromer' is registered; did you mean "
+                             "'AdaFormer'?"]
+
+
+def test_missing_required_network_argument(data):
+    opt = train_options(data, model_type='SRModel')
+    del opt['train']['uncertainty_opt']
+    opt['network_g'] = {'type': 'EDSR', 'num_in_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2}
+    assert problems(opt) == ["network_g: EDSR needs the argument 'num_out_ch'; add it"]
+
+
+def test_misspelled_uncertainty_loss_argument(data):
+    opt = train_options(data)
+    opt['train']['uncertainty_opt']['error_scael'] = 255.0
+    [problem] = problems(opt)
+    assert problem.startswith("train.uncertainty_opt.error_scael: UncertaintyLoss has no argument 'error_scael'; "
+                              "did you mean 'error_scale'?")
+
+
+def test_misspelled_model_option_is_an_error_unrelated_one_a_warning(data):
+    opt = train_options(data)
+    opt['train']['uncertainty_opts'] = opt['train'].pop('uncertainty_opt')
+    opt['val']['save_halting_map'] = True
+    assert problems(opt) == [
+        "train.uncertainty_opts: AdaFormerModel has no such option; did you mean 'uncertainty_opt'? Fix the "
+        'spelling.',
+        "val.save_halting_map: AdaFormerModel has no such option; did you mean 'save_halting_maps'? Fix the "
+        'spelling.',
+    ]
+    opt = train_options(data)
+    opt['train']['net_d_iters'] = 1  # from a GAN recipe: ignored, but said so
+    [warning] = check_options(parsed(opt))
+    assert warning.startswith('train.net_d_iters is not read by AdaFormerModel and has no effect')
+
+
+def test_scale_must_match_the_network(data):
+    opt = train_options(data)
+    del opt['network_g']['upscale']  # AdaFormer's default is 4, the data are x2
+    [problem] = problems(opt)
+    assert problem.startswith('scale is 2 but network_g.upscale (the default of AdaFormer) is 4')
+    opt = train_options(data)
+    opt['network_g']['upscale'] = 3
+    assert problems(opt)[0].startswith('scale is 2 but network_g.upscale is 3')
+
+
+def test_missing_folder_names_option_and_path(data):
+    opt = train_options(data)
+    missing = str(data / 'nope')
+    opt['datasets']['val']['dataroot_lq'] = missing
+    [problem] = problems(opt)
+    assert problem.startswith(f'datasets.val.dataroot_lq: {missing} does not exist')
+
+
+def _write(path: Path, size: int) -> None:
+    cv2.imwrite(str(path), np.full((size, size, 3), 128, np.uint8))
+
+
+def test_pair_whose_sizes_do_not_match_the_scale(data):
+    _write(data / 'LR' / 'img2.png', 8)  # HR is 32: x4, not x2
+    [train_problem, val_problem] = problems(train_options(data))
+    assert train_problem.startswith(f'datasets.train: 1 of 4 HR/LR pairs do not fit scale 2: {data}/HR/img2.png '
+                                    f'is 32x32 (HxW) and its LR {data}/LR/img2.png is 8x8: for training HR must be '
+                                    'exactly 2 x LR. Check dataroot_gt, dataroot_lq and scale.')
+    assert val_problem.startswith('datasets.val:') and 'img2.png' in val_problem
+
+
+def test_validation_pairs_may_have_a_border_training_pairs_not(data):
+    _write(data / 'HR' / 'img1.png', 33)  # LR 16: BasicSR crops the HR to 32 for validation
+    [problem] = problems(train_options(data))
+    assert problem.startswith('datasets.train:') and 'img1.png is 33x33' in problem
+    opt = train_options(data)
+    del opt['datasets']['train']
+    assert check_options(parsed(opt)) == []
+
+
+def test_training_patch_larger_than_the_images(data):
+    opt = train_options(data)
+    opt['datasets']['train']['gt_size'] = 64
+    [problem] = problems(opt)
+    assert problem.startswith('datasets.train: 4 of 4 HR/LR pairs do not fit scale 2: ')
+    assert problem.count('the LR image is smaller than the training patch (gt_size / scale = 32 px)') == 3
+    assert '; and 1 more.' in problem
+
+
+def test_unpaired_folders(data):
+    (data / 'LR' / 'img3.png').unlink()
+    assert problems(train_options(data))[0].startswith('datasets.train: the HR/LR pairs cannot be listed: lq and '
+                                                       'gt datasets have different number of images')
+
+
+def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
+    for name, size in (('HR', 32), ('LR', 8)):
+        folder = tmp_path / f'{name}.lmdb'
+        folder.mkdir()
+        (folder / 'meta_info.txt').write_text(f'img0.png ({size},{size},3) 1\n')
+    opt = train_options(tmp_path)
+    for dataset in opt['datasets'].values():
+        dataset.update(dataroot_gt=str(tmp_path / 'HR.lmdb'), dataroot_lq=str(tmp_path / 'LR.lmdb'),
+                       io_backend={'type': 'lmdb'})
+    found = problems(opt)
+    assert len(found) == 2 and 'img0 is 32x32 (HxW) and its LR img0 is 8x8' in found[0]
+
+
+def test_test_options_with_save_img_need_a_suffix(data):
+    opt = eval_options(data, None)
+    del opt['val']['suffix']
+    assert problems(opt, is_train=False)[0].startswith('val.suffix is missing')
+
+
+def test_all_problems_are_reported_at_once(data):
+    opt = train_options(data)
+    opt['network_g']['window_sizes'] = 4
+    opt['train']['uncertainty_opt']['alpha'] = 1
+    opt['datasets']['train']['dataroot_gt'] = 'nowhere'
+    assert len(problems(opt)) == 3
+
+
+def _run(args: List[str], cwd: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, '-m', 'adaformer_arch.cli', *args], cwd=cwd, text=True,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+
+
+def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path):
+    bad_train = train_options(data)
+    bad_train['network_g']['embed_dimm'] = bad_train['network_g'].pop('embed_dim')
+    bad_train['datasets']['train']['dataroot_gt'] = 'nowhere'
+    bad_test = eval_options(data, None)
+    bad_test['scale'] = 4
+    no_datasets = train_options(data)
+    del no_datasets['datasets']
+    runs = [  # side by side: each start-up takes seconds
+        _run(['train', '-opt', str(write_yaml(tmp_path / 'train.yml', bad_train))], tmp_path),
+        _run(['test', '-opt', str(write_yaml(tmp_path / 'test.yml', bad_test))], tmp_path),
+        _run(['train', '-opt', str(write_yaml(tmp_path / 'none.yml', no_datasets))], tmp_path),
+    ]
+    (train_out, train_err), (test_out, test_err), (_, none_err) = (run.communicate(timeout=300) for run in runs)
+    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert train_err.startswith(f'basicsr: error: {tmp_path}/train.yml has 2 problems:\n  network_g.embed_dimm:')
+    assert 'datasets.train.dataroot_gt: nowhere does not exist' in train_err
+    assert test_err.startswith(f'basicsr: error: {tmp_path}/test.yml has 2 problems:\n  scale is 4 but '
+                               'network_g.upscale is 2')
+    assert 'datasets.test_1: 4 of 4 HR/LR pairs do not fit scale 4' in test_err  # the data are x2
+    assert none_err.startswith(f"basicsr: error: {tmp_path}/none.yml: the required option 'datasets' is missing")
+    assert 'Traceback' not in train_err + test_err + none_err
+    assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'results').exists()

@@ -1,0 +1,343 @@
+"""`basicsr train` survives SIGKILL, corrupt or unsafe training states and Ctrl-C, and a resumed run continues
+exactly as the uninterrupted one (docs/reliability.md).
+
+The reference is one uninterrupted tiny run: 4 images x dataset_enlarge_ratio 3 = 12 samples per epoch, batch 2,
+so 6 iterations per epoch (epoch 0: iterations 1-6, epoch 1: 7-12, epoch 2: 13-18), a checkpoint every 3
+iterations, CPU, num_worker_per_gpu 0, manual_seed 0. Its logged losses per iteration and final weights are what
+every interrupted and resumed run must reproduce.
+"""
+import os
+import pickle
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Dict, List
+
+import pytest
+import torch
+
+import adaformer_arch  # noqa: F401
+from adaformer_arch.train import Training
+from adaformer_arch.utils.exact_resume import RESUME_POINT, ResumableSampler
+from basicsr.data import build_dataloader, build_dataset
+
+from helpers import make_pairs, run_cli, train_options, write_yaml
+
+TOTAL_ITER = 18
+ITERS_PER_EPOCH = 6
+BATCH = 2
+
+# Installed in the training subprocess (as sitecustomize): when it is about to rename the temporary file of
+# $PAUSE_BEFORE_RENAME into place, it creates $PAUSED and sleeps, so that the test can kill it mid-write.
+PAUSE_HOOK = '''
+import os, time
+_target, _replace = os.environ.get('PAUSE_BEFORE_RENAME'), os.replace
+def _paused_replace(src, dst, *args, **kwargs):
+    if _target and os.fspath(dst).endswith(os.sep + _target):
+        open(os.environ['PAUSED'], 'w').close()
+        time.sleep(600)
+    return _replace(src, dst, *args, **kwargs)
+os.replace = _paused_replace
+'''
+
+
+def options(data: Path) -> Dict:
+    opt = train_options(data, total_iter=TOTAL_ITER)
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 3
+    opt['val']['val_freq'] = 1000  # validate only after the last iteration
+    opt['logger']['save_checkpoint_freq'] = 3
+    return opt
+
+
+def losses(log: str) -> Dict[int, str]:
+    """iteration -> the logged losses of that iteration (text from 'l_pix' to the end of the line)."""
+    return {int(m.group(1)): m.group(2) for m in re.finditer(r'iter:\s+(\d+),.*?(l_pix: .*)', log)}
+
+
+def resumed_from(log: str) -> int:
+    return int(re.search(r'Resuming training from epoch: \d+, iter: (\d+)\.', log).group(1))
+
+
+def state_iters(exp: Path) -> List[int]:
+    return sorted(int(p.stem) for p in (exp / 'training_states').glob('*.state'))
+
+
+def start(args: List[str], cwd: Path, log: Path, **env: str) -> subprocess.Popen:
+    """Start ``basicsr <args>`` in ``cwd``, stdout and stderr to ``log``."""
+    with open(log, 'w') as out:
+        return subprocess.Popen([sys.executable, '-m', 'adaformer_arch.cli', *args], cwd=cwd, stdout=out,
+                                stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED='1',
+                                                                    OMP_NUM_THREADS='1', **env))
+
+
+def wait_until(condition: Callable[[], bool], proc: subprocess.Popen, what: str, timeout: float = 240) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if proc.poll() is not None and not condition():
+            raise AssertionError(f'the run ended (status {proc.returncode}) before {what}')
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f'timed out waiting for {what}')
+        time.sleep(0.05)
+
+
+def kill(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGKILL)
+    proc.wait(timeout=60)
+
+
+def copy_experiment(src: Path, dst: Path) -> Path:
+    shutil.copytree(src / 'experiments', dst / 'experiments')
+    return dst / 'experiments' / 'tiny'
+
+
+@pytest.fixture(scope='module')
+def reference(tmp_path_factory):
+    """The uninterrupted run: (working dir, option file, losses per iteration, final weights)."""
+    work = tmp_path_factory.mktemp('reference')
+    opt_file = write_yaml(work / 'train.yml', options(make_pairs(work / 'data')))
+    proc = run_cli(['train', '-opt', str(opt_file)], cwd=work)
+    log = proc.stdout + proc.stderr
+    assert sorted(losses(log)) == list(range(1, TOTAL_ITER + 1))
+    weights = torch.load(work / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True)
+    return work, opt_file, losses(log), weights
+
+
+def assert_same_weights(a: Dict, b: Dict) -> None:
+    assert a.keys() == b.keys()
+    for key in a:
+        assert all(torch.equal(a[key][name], b[key][name]) for name in a[key]), key
+
+
+def assert_continues_reference(log: str, reference_losses: Dict[int, str], first: int) -> None:
+    got = losses(log)
+    assert sorted(got) == list(range(first, TOTAL_ITER + 1))
+    assert {i: reference_losses[i] for i in got} == got
+
+
+class _Unsafe:
+    """Unpickling this (without weights_only) creates the marker file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return exec, (f'open({self.marker!r}, "w").close()', )
+
+
+def plant_unsafe_state(path: Path, marker: Path) -> None:
+    torch.save({'epoch': 0, 'iter': int(path.stem), 'optimizers': [], 'schedulers': [], 'x': _Unsafe(marker)}, path)
+
+
+def test_unsafe_state_payload_really_runs_code_when_unpickled(tmp_path):
+    """The planted state of the tests below is a real exploit: loading it without weights_only runs its code."""
+    plant_unsafe_state(tmp_path / '1.state', tmp_path / 'ran')
+    torch.load(tmp_path / '1.state', weights_only=False)
+    assert (tmp_path / 'ran').exists()
+
+
+@pytest.fixture(scope='module')
+def resumed_runs(reference, tmp_path_factory):
+    """Two resumes of copies of the reference experiment, run side by side:
+
+    * 'boundary': --auto_resume after truncating the newest state (18) and replacing the next (15) by one whose
+      unpickling would create a marker file; it must fall back to 12, the end of epoch 1;
+    * 'mid_epoch': path.resume_state 9.state (half-way through epoch 1), without --auto_resume.
+    """
+    work, opt_file, _, _ = reference
+    runs = {}
+    boundary = tmp_path_factory.mktemp('boundary')
+    exp = copy_experiment(work, boundary)
+    states = exp / 'training_states'
+    (states / '18.state').write_bytes((states / '18.state').read_bytes()[:1000])
+    plant_unsafe_state(states / '15.state', boundary / 'marker')
+    runs['boundary'] = (boundary, start(['train', '-opt', str(opt_file), '--auto_resume'], boundary,
+                                        boundary / 'out.log'))
+    mid = tmp_path_factory.mktemp('mid_epoch')
+    copy_experiment(work, mid)
+    resume = f'path:resume_state={mid}/experiments/tiny/training_states/9.state'
+    runs['mid_epoch'] = (mid, start(['train', '-opt', str(opt_file), '--force_yml', resume], mid, mid / 'out.log'))
+    for name, (folder, proc) in runs.items():
+        assert proc.wait(timeout=300) == 0, (folder / 'out.log').read_text()
+    return {name: (folder, (folder / 'out.log').read_text()) for name, (folder, _) in runs.items()}
+
+
+def test_corrupt_and_unsafe_states_are_skipped_with_warnings(resumed_runs):
+    folder, log = resumed_runs['boundary']
+    states = folder / 'experiments' / 'tiny' / 'training_states'
+    assert 'WARNING: Skipping training state experiments/tiny/training_states/18.state: it does not load' in log
+    assert ('WARNING: Skipping training state experiments/tiny/training_states/15.state: it does not load '
+            '(UnpicklingError' in log)
+    assert not (folder / 'marker').exists()
+    assert len(list(states.glob('*.state'))) == 6  # nothing deleted
+    assert resumed_from(log) == 12
+
+
+def test_resume_at_epoch_boundary_continues_exactly(reference, resumed_runs):
+    _, _, reference_losses, reference_weights = reference
+    folder, log = resumed_runs['boundary']
+    assert 'Exact resume: epoch 1 continues after its first 12 samples' in log
+    assert_continues_reference(log, reference_losses, first=13)
+    latest = torch.load(folder / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert_same_weights(latest, reference_weights)
+
+
+def test_resume_mid_epoch_continues_exactly(reference, resumed_runs):
+    _, _, reference_losses, reference_weights = reference
+    folder, log = resumed_runs['mid_epoch']
+    assert resumed_from(log) == 9
+    assert 'Exact resume: epoch 1 continues after its first 6 samples' in log
+    assert_continues_reference(log, reference_losses, first=10)
+    latest = torch.load(folder / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert_same_weights(latest, reference_weights)
+
+
+def test_sigkill_anywhere_then_auto_resume(reference, tmp_path):
+    """SIGKILL while a training state is being written, then twice at random moments of resumed runs; each
+    --auto_resume continues from the newest complete state, and the last one ends exactly as the reference."""
+    _, opt_file, reference_losses, reference_weights = reference
+    exp = tmp_path / 'experiments' / 'tiny'
+    (tmp_path / 'hook').mkdir()
+    (tmp_path / 'hook' / 'sitecustomize.py').write_text(PAUSE_HOOK)
+    paused = tmp_path / 'paused'
+    proc = start(['train', '-opt', str(opt_file)], tmp_path, tmp_path / 'run0.log', PAUSE_BEFORE_RENAME='9.state',
+                 PAUSED=str(paused), PYTHONPATH=os.pathsep.join([str(tmp_path / 'hook')] + sys.path))
+    wait_until(paused.exists, proc, 'the write of 9.state')
+    kill(proc)
+    leftovers = list((exp / 'training_states').glob('.9.state.*.tmp'))
+    assert len(leftovers) == 1 and leftovers[0].stat().st_size > 0  # written, never renamed into place
+    assert state_iters(exp) == [3, 6]
+
+    rng = random.Random()
+    logs = [(tmp_path / 'run0.log').read_text()]
+    for run in range(1, 4):
+        newest_complete = state_iters(exp)[-1]
+        log_file = tmp_path / f'run{run}.log'
+        proc = start(['train', '-opt', str(opt_file), '--auto_resume'], tmp_path, log_file)
+        if run < 3:  # killed at a random moment after it has started training again
+            wait_until(lambda: 'Start training from epoch' in log_file.read_text(), proc, 'training to start')
+            time.sleep(rng.uniform(0.0, 0.4))
+            kill(proc)
+        else:
+            assert proc.wait(timeout=300) == 0, log_file.read_text()
+        log = log_file.read_text()
+        logs.append(log)
+        assert resumed_from(log) == newest_complete
+    assert f'Removed experiments/tiny/training_states/{leftovers[0].name}, a write cut short by a crash.' in logs[1]
+    assert not list(exp.rglob('*.tmp'))
+    final = logs[-1]
+    assert f'iter: {TOTAL_ITER:7d},' in final and 'End of training' in final
+    assert (exp / 'models' / 'net_g_latest.pth').is_file()
+    for log in logs:  # every iteration any of the runs logged has the reference's losses
+        got = losses(log)
+        assert {i: reference_losses[i] for i in got} == got
+    latest = torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert_same_weights(latest, reference_weights)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(reference, tmp_path):
+    _, opt_file, reference_losses, reference_weights = reference
+    exp = tmp_path / 'experiments' / 'tiny'
+    log_file = tmp_path / 'interrupted.log'
+    # total_iter 1000 for this run only: Ctrl-C surely comes before the end; the data and losses are the same
+    proc = start(['train', '-opt', str(opt_file), '--force_yml', 'train:total_iter=1000'], tmp_path, log_file)
+    wait_until(lambda: re.search(r'iter:\s+2,', log_file.read_text()) is not None, proc, 'iteration 2')
+    proc.send_signal(signal.SIGINT)
+    assert proc.wait(timeout=120) == 130
+    log = log_file.read_text()
+    stopped = int(re.search(r'Stopped by Ctrl-C after iteration (\d+): saved (\S+) and (\S+);', log).group(1))
+    assert 2 <= stopped < TOTAL_ITER
+    assert f'saved {exp}/models/net_g_{stopped}.pth and {exp}/training_states/{stopped}.state' in log
+    assert 'Traceback' not in log
+    state = torch.load(exp / 'training_states' / f'{stopped}.state', weights_only=True)
+    assert state['iter'] == stopped and state['epoch'] == (stopped - 1) // ITERS_PER_EPOCH
+    regular = torch.load(reference[0] / 'experiments' / 'tiny' / 'training_states' / '3.state', weights_only=True)
+    # the scheduler has stepped as for a regular checkpoint (BasicSR steps it from iteration 2 on)
+    assert state['schedulers'][0]['last_epoch'] - stopped == regular['schedulers'][0]['last_epoch'] - 3 == -1
+    assert all(s['step'] == stopped for s in state['optimizers'][0]['state'].values())
+    assert state[RESUME_POINT]['samples_done'] == ((stopped - 1) % ITERS_PER_EPOCH + 1) * BATCH
+
+    proc = start(['train', '-opt', str(opt_file), '--auto_resume'], tmp_path, tmp_path / 'resumed.log')
+    assert proc.wait(timeout=300) == 0
+    resumed = (tmp_path / 'resumed.log').read_text()
+    assert resumed_from(resumed) == stopped
+    assert_continues_reference(resumed, reference_losses, first=stopped + 1)
+    latest = torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert_same_weights(latest, reference_weights)
+
+
+# In-process checks of the pieces
+
+
+def _resume_opt(tmp_path: Path) -> Dict:
+    return {'auto_resume': True, 'name': 'tiny', 'path': {'models': str(tmp_path / 'experiments/tiny/models')}}
+
+
+def test_only_an_unsafe_state_means_a_clean_start_with_a_warning(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    states = tmp_path / 'experiments' / 'tiny' / 'training_states'
+    states.mkdir(parents=True)
+    (tmp_path / 'experiments' / 'tiny' / 'models').mkdir()
+    plant_unsafe_state(states / '4.state', tmp_path / 'marker')
+    torch.save({'params': {}}, tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth')
+    training = Training()
+    assert training.load_resume_state(_resume_opt(tmp_path)) is None
+    assert not (tmp_path / 'marker').exists()
+    assert any('Skipping training state' in n and '4.state' in n for n in training._notes)
+    assert any('training starts from iteration 0' in n for n in training._notes)
+
+
+def test_state_whose_network_checkpoint_is_missing_is_skipped(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    states = tmp_path / 'experiments' / 'tiny' / 'training_states'
+    states.mkdir(parents=True)
+    (tmp_path / 'experiments' / 'tiny' / 'models').mkdir()
+    torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
+    training = Training()
+    assert training.load_resume_state(_resume_opt(tmp_path)) is None
+    assert any('net_g_4.pth is missing' in n for n in training._notes)
+
+
+def _epoch_batches(loader, sampler: ResumableSampler, epoch: int, stop_after: int = -1):
+    """The GT batches of an epoch, and the resume point after ``stop_after`` of them (None if not reached)."""
+    sampler.set_epoch(epoch)
+    batches, point = [], None
+    for batch in loader:
+        batches.append(batch['gt'])
+        sampler.consumed(len(batch['gt']))
+        if len(batches) == stop_after:
+            point = sampler.resume_point()
+    return batches, point
+
+
+@pytest.mark.parametrize('workers', [0, 1])
+def test_sampler_resume_reproduces_the_data(tmp_path, workers):
+    """Data level: after a resume point at the end of an epoch (any number of workers) or in its middle (no
+    workers), the resumed loader yields the same crops and flips as the uninterrupted one."""
+    data = make_pairs(tmp_path / 'data')
+    dataset_opt = dict(options(data)['datasets']['train'], phase='train', scale=2, num_worker_per_gpu=workers)
+    dataset = build_dataset(dataset_opt)
+
+    def loader_and_sampler():
+        sampler = ResumableSampler(dataset, 1, 0, ratio=3)
+        return build_dataloader(dataset, dataset_opt, num_gpu=0, sampler=sampler, seed=0), sampler
+
+    random.seed(0)
+    torch.manual_seed(0)
+    loader, sampler = loader_and_sampler()
+    stop_after = ITERS_PER_EPOCH if workers else 2  # batches of epoch 0 trained before the resume point
+    first, point = _epoch_batches(loader, sampler, 0, stop_after)
+    second, _ = _epoch_batches(loader, sampler, 1)
+
+    random.seed(1)  # a new process: other generator states
+    torch.manual_seed(1)
+    loader, sampler = loader_and_sampler()
+    sampler.resume_from(point)
+    resumed = _epoch_batches(loader, sampler, 0)[0] + _epoch_batches(loader, sampler, 1)[0]
+    expected = first[stop_after:] + second
+    assert len(resumed) == len(expected) and all(torch.equal(a, b) for a, b in zip(resumed, expected))
