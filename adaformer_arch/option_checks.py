@@ -31,7 +31,7 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 # Keys of `train` and `val` read by basicsr 1.4.2 (train.py, SRModel, BaseModel) and by AdaFormerModel.
 MODEL_KEYS = {
     'train': ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'uncertainty_opt'),
+              'uncertainty_opt', 'estimator_lr_mult'),
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps'),
 }
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one

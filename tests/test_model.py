@@ -53,3 +53,26 @@ def test_uncertainty_loss_needs_adaformer(tmp_path):
                         'upscale': 2}
     with pytest.raises(ValueError, match='uncertainty_opt needs network_g type AdaFormer'):
         build_model(opt)
+
+
+def _built(tmp_path, **train):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path))
+    opt['train'].update(train)
+    return build_model(opt)
+
+
+def test_estimator_lr_mult_gives_the_estimator_its_own_rate(tmp_path):
+    model = _built(tmp_path, estimator_lr_mult=10)
+    base, estimator = model.optimizer_g.param_groups
+    lr = model.opt['train']['optim_g']['lr']
+    assert base['lr'] == pytest.approx(lr) and estimator['lr'] == pytest.approx(10 * lr)
+    expected = {id(p) for p in model.net_g.adam.estimator.parameters()}
+    assert {id(p) for p in estimator['params']} == expected
+    assert len(base['params']) + len(estimator['params']) == len(list(model.net_g.parameters()))
+    assert len(_built(tmp_path / 'one', estimator_lr_mult=1).optimizer_g.param_groups) == 1
+
+
+def test_estimator_lr_mult_must_be_positive(tmp_path):
+    with pytest.raises(ValueError, match='estimator_lr_mult must be a number > 0'):
+        _built(tmp_path, estimator_lr_mult=0)

@@ -16,6 +16,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..archs.adaformer_arch import AdaFormer
+from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
 
@@ -37,6 +38,10 @@ class AdaFormerModel(SRModel):
     depth and confidence PNGs next to the SR images. Works with any ``network_g``; the halting columns are filled
     for AdaFormer only.
 
+    ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
+    (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
+    alone (see UncertaintyLoss), so a larger rate only speeds up how fast it learns which tokens may halt.
+
     Checkpoints and training states are written atomically (temporary file + rename).
     """
 
@@ -48,6 +53,26 @@ class AdaFormerModel(SRModel):
         if self.cri_usl is not None and not isinstance(self.get_bare_model(self.net_g), AdaFormer):
             raise ValueError('train.uncertainty_opt needs network_g type AdaFormer (it trains its confidence '
                              'estimator); remove uncertainty_opt for other networks')
+
+    def setup_optimizers(self) -> None:
+        train_opt = self.opt['train']
+        mult = train_opt.get('estimator_lr_mult', 1)
+        if not isinstance(mult, (int, float)) or mult <= 0:
+            raise ValueError(f'train.estimator_lr_mult must be a number > 0, got {mult!r}')
+        if mult == 1:
+            super().setup_optimizers()
+            return
+        estimator = {id(p) for m in self.get_bare_model(self.net_g).modules() if isinstance(m, ConfidenceEstimator)
+                     for p in m.parameters()}
+        if not estimator:
+            raise ValueError('train.estimator_lr_mult needs network_g type AdaFormer (it has no confidence estimator)')
+        optim_opt = dict(train_opt['optim_g'])
+        optim_type = optim_opt.pop('type')
+        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        groups = [{'params': [p for p in params if id(p) not in estimator]},
+                  {'params': [p for p in params if id(p) in estimator], 'lr': optim_opt['lr'] * mult}]
+        self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
+        self.optimizers.append(self.optimizer_g)
 
     def feed_data(self, data: Dict) -> None:
         super().feed_data(data)
