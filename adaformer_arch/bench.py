@@ -58,6 +58,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('--gemm-size', type=int, default=2048, help='side of the GEMM ceiling matrices')
     parser.add_argument('--train-throughput', action='store_true',
                         help='also measure training iterations/s (option file block train_throughput)')
+    parser.add_argument('--train-batch', type=int, help='batch size of --train-throughput (default: option file)')
+    parser.add_argument('--train-patch', type=int, help='LR patch size of --train-throughput (default: option file)')
     parser.add_argument('--dataset-hr', help='HR folder for the PSNR vs latency sweep (option file block tradeoff)')
     parser.add_argument('--dataset-lr', help='LR folder paired by file name with --dataset-hr')
     return parser.parse_args(argv)
@@ -74,7 +76,8 @@ def reproduce_command(args: argparse.Namespace, opts: BenchOptions, out_dir: str
     if args.random_weights:
         cmd.append('--random-weights')
     if args.train_throughput:
-        cmd.append('--train-throughput')
+        cmd += ['--train-throughput', '--train-batch', str(opts.train_throughput.batch_size),
+                '--train-patch', str(opts.train_throughput.lr_patch)]
     if args.dataset_hr:
         cmd += ['--dataset-hr', args.dataset_hr, '--dataset-lr', args.dataset_lr]
     return shlex.join(cmd)
@@ -101,6 +104,15 @@ def resolve(args: argparse.Namespace) -> BenchOptions:
         raise BenchError(f'--dataset-hr/--dataset-lr need a tradeoff block in {args.opt} (network, halt_eps)')
     if args.train_throughput and opts.train_throughput is None:
         raise BenchError(f'--train-throughput needs a train_throughput block in {args.opt} (networks, ...)')
+    for flag, value, key in (('--train-batch', args.train_batch, 'batch_size'),
+                             ('--train-patch', args.train_patch, 'lr_patch')):
+        if value is None:
+            continue
+        if not args.train_throughput:
+            raise BenchError(f'{flag} needs --train-throughput')
+        if value < 1:
+            raise BenchError(f'{flag} must be >= 1, got {value}')
+        setattr(opts.train_throughput, key, value)
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise BenchError('--device cuda but torch sees no CUDA device')
     return opts

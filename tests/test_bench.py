@@ -40,7 +40,7 @@ def bench_run(tmp_path_factory):
     opt = write_yaml(root / 'bench.yml', bench_options(weights=str(root / 'not_trained_yet.pth')))
     out = root / 'out'
     proc = run_cli(['bench', '-opt', str(opt), '--random-weights', '--gemm-size', '64', '--threads', '1',
-                    '--out', str(out), '--train-throughput', '--dataset-hr', str(data / 'HR'),
+                    '--out', str(out), '--train-throughput', '--train-batch', '3', '--dataset-hr', str(data / 'HR'),
                     '--dataset-lr', str(data / 'LR')], cwd=root)
     return out, json.loads((out / 'bench.json').read_text()), proc
 
@@ -83,6 +83,8 @@ def test_train_throughput_and_tradeoff_recorded(bench_run):
     _, result, _ = bench_run
     train = result['train_throughput']['networks']
     assert set(train) == set(NAMES) and all(v['iters_per_s'] > 0 for v in train.values())
+    assert result['train_throughput']['batch_size'] == 3 and result['train_throughput']['lr_patch'] == 8  # flag, file
+    assert '--train-batch 3 --train-patch 8' in result['command']
     tradeoff = result['tradeoff']
     assert [v['halt_eps'] for v in tradeoff['variants']] == [0.0, 0.5]
     assert tradeoff['num_images'] == 2
