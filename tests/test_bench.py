@@ -12,7 +12,7 @@ from adaformer_arch import bench
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profile_with_hooks, profile
 from adaformer_arch.benchmark.networks import build
-from adaformer_arch.benchmark.options import BenchError, NetworkSpec, parse_size
+from adaformer_arch.benchmark.options import BenchError, NetworkSpec, load_options, parse_size
 from adaformer_arch.benchmark.runner import round_order
 from helpers import TINY_NET, make_pairs, run_cli, write_yaml
 
@@ -160,3 +160,10 @@ def test_sizes_and_round_order():
         parse_size('480')
     assert [round_order(['a', 'b', 'c'], r) for r in range(4)] == [
         ['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b'], ['a', 'b', 'c']]
+
+
+@pytest.mark.parametrize('path', sorted((Path(__file__).parents[1] / 'options').glob('bench_*.yml')),
+                         ids=lambda p: p.name)
+def test_shipped_bench_option_files_load(path: Path):
+    opts = load_options(str(path))
+    assert opts.networks and opts.sizes
