@@ -9,7 +9,8 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
 * data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
-  the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding).
+  the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
+  read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
 """
 import difflib
 import functools
@@ -118,7 +119,7 @@ def check_options(opt: Dict) -> List[str]:
         problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
                         '(or a text appended to the image names).')
     for phase, dataset in (opt.get('datasets') or {}).items():
-        problems += _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'))
+        problems += _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'), opt.get('is_train', True))
     if problems:
         raise OptionError(problems)
     return warnings
@@ -161,7 +162,7 @@ def _check_scale(opt: Dict) -> List[str]:
     return []
 
 
-def _check_dataset(where: str, dataset: Dict, scale: Optional[int]) -> List[str]:
+def _check_dataset(where: str, dataset: Dict, scale: Optional[int], is_train: bool = True) -> List[str]:
     problems = []
     for key, value in dataset.items():
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
@@ -174,8 +175,11 @@ def _check_dataset(where: str, dataset: Dict, scale: Optional[int]) -> List[str]
     except (AssertionError, ValueError, OSError) as err:
         return [f'{where}: the HR/LR pairs cannot be listed: {err}']
     gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
-    bad = []
+    bad, unreadable = [], []
     for gt_path, lq_path, gt, lq in pairs:
+        if isinstance(gt, str) or isinstance(lq, str):  # the header does not read: the reason
+            unreadable.append(gt if isinstance(gt, str) else lq)
+            continue
         problem = _pair_problem(gt, lq, scale, train=dataset.get('phase') == 'train', gt_size=gt_size)
         if problem:
             bad.append(f'{gt_path} is {gt[1]}x{gt[0]} (HxW) and its LR {lq_path} is {lq[1]}x{lq[0]}: {problem}')
@@ -183,6 +187,10 @@ def _check_dataset(where: str, dataset: Dict, scale: Optional[int]) -> List[str]
         more = f'; and {len(bad) - MAX_PAIRS_NAMED} more' if len(bad) > MAX_PAIRS_NAMED else ''
         problems.append(f'{where}: {len(bad)} of {len(pairs)} HR/LR pairs do not fit scale {scale}: '
                         f'{"; ".join(bad[:MAX_PAIRS_NAMED])}{more}. Check dataroot_gt, dataroot_lq and scale.')
+    if unreadable and is_train:  # `basicsr test` skips these pairs (adaformer_arch.data.test_pairs)
+        more = f'; and {len(unreadable) - MAX_PAIRS_NAMED} more' if len(unreadable) > MAX_PAIRS_NAMED else ''
+        problems.append(f'{where}: {len(unreadable)} of {len(pairs)} images cannot be read: '
+                        f'{"; ".join(unreadable[:MAX_PAIRS_NAMED])}{more}. Re-save or remove them.')
     return problems
 
 
@@ -199,8 +207,9 @@ def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: b
     return ''
 
 
-def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Tuple[int, int], Tuple[int, int]]]:
-    """(gt name, lq name, gt (w, h), lq (w, h)) of every pair that PairedImageDataset would load."""
+def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Any, Any]]:
+    """(gt name, lq name, gt (w, h), lq (w, h)) of every pair that PairedImageDataset would load; a size is a message
+    instead where the header of that file cannot be read."""
     folders, keys = [dataset['dataroot_lq'], dataset['dataroot_gt']], ['lq', 'gt']
     if dataset.get('io_backend', {}).get('type') == 'lmdb':
         lq_sizes, gt_sizes = (_lmdb_sizes(folder) for folder in folders)
@@ -212,9 +221,15 @@ def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Tuple[int, int], Tuple[in
     else:
         paths = paired_paths_from_folder(folders, keys, tmpl)
 
-    def sizes(p: Dict) -> Tuple[str, str, Tuple[int, int], Tuple[int, int]]:
-        with Image.open(p['gt_path']) as gt, Image.open(p['lq_path']) as lq:  # reads the headers only
-            return p['gt_path'], p['lq_path'], gt.size, lq.size
+    def size(path: str) -> Any:
+        try:
+            with Image.open(path) as img:  # reads the header only
+                return img.size
+        except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
+            return f'{path} ({err})'
+
+    def sizes(p: Dict) -> Tuple[str, str, Any, Any]:
+        return p['gt_path'], p['lq_path'], size(p['gt_path']), size(p['lq_path'])
 
     with ThreadPoolExecutor(PAIR_CHECK_THREADS) as pool:
         return list(pool.map(sizes, paths))

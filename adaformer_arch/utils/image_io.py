@@ -4,6 +4,7 @@
 ``basicsr.utils.img2tensor`` expects) and remembers what the file was in an :class:`ImageInfo`; ``write_image``
 uses that record to write the super-resolved result as grey, 16-bit or RGBA again. Missing, undecodable and
 truncated files raise :class:`ImageReadError`, whose message names the file and says what to do.
+``check_image_file`` makes the same checks without decoding PNG pixels (for listing the usable files of a data set).
 """
 import io
 import os
@@ -47,20 +48,51 @@ class ImageInfo:
         return self.mode if self.bit_depth == 8 else f'{self.mode} 16-bit'
 
 
-def _check_complete(path: str, data: bytes) -> None:
+def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int]]:
     """Raise :class:`ImageReadError` if the file is truncated or corrupt (OpenCV may decode a partial picture with
     only a warning). PNGs are checked chunk by chunk (CRCs up to IEND, no pixel decoding); other formats Pillow
-    knows are decoded once. Formats Pillow does not read are left to OpenCV."""
+    knows are decoded once. Formats Pillow does not read are left to OpenCV. Returns ``(height, width)``, or None
+    for a format Pillow does not read."""
     try:
         with Image.open(io.BytesIO(data)) as img:
+            width, height = img.size
             if img.format == 'PNG':
                 img.verify()
             else:
                 img.load()
     except (UnidentifiedImageError, Image.DecompressionBombError):
-        return
+        return None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageReadError(path, f'the file is truncated or corrupt ({err})') from err
+    return height, width
+
+
+def _read_bytes(path: str) -> bytes:
+    if not os.path.isfile(path):
+        raise ImageReadError(path, 'no such file', 'Check the path.')
+    try:
+        with open(path, 'rb') as f:
+            return f.read()
+    except OSError as err:
+        raise ImageReadError(path, f'cannot open it ({err})', 'Check its permissions.') from err
+
+
+def _decode(path: str, data: bytes, flags: int) -> np.ndarray:
+    try:
+        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
+    except cv2.error as err:
+        raise ImageReadError(path, f'OpenCV cannot decode it ({err})') from err
+    if img is None:
+        raise ImageReadError(path, 'it is not an image OpenCV can decode (unknown format, corrupt or truncated)')
+    return img
+
+
+def check_image_file(path: str) -> Tuple[int, int]:
+    """``(height, width)`` of ``path`` if it is a complete image that :func:`read_image` (and OpenCV) can decode;
+    raises :class:`ImageReadError` otherwise. PNG pixels are not decoded (their chunk CRCs are checked)."""
+    data = _read_bytes(path)
+    size = _check_complete(path, data)
+    return size if size is not None else _decode(path, data, cv2.IMREAD_UNCHANGED).shape[:2]
 
 
 def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
@@ -69,20 +101,9 @@ def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
     Greyscale becomes 3 equal channels; the alpha of RGBA is set aside in the info; 16-bit is divided by 65535,
     8-bit by 255.
     """
-    if not os.path.isfile(path):
-        raise ImageReadError(path, 'no such file', 'Check the path.')
-    try:
-        with open(path, 'rb') as f:
-            data = f.read()
-    except OSError as err:
-        raise ImageReadError(path, f'cannot open it ({err})', 'Check its permissions.') from err
+    data = _read_bytes(path)
     _check_complete(path, data)
-    try:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error as err:
-        raise ImageReadError(path, f'OpenCV cannot decode it ({err})') from err
-    if img is None:
-        raise ImageReadError(path, 'it is not an image OpenCV can decode (unknown format, corrupt or truncated)')
+    img = _decode(path, data, cv2.IMREAD_UNCHANGED)
     if img.dtype == np.uint8:
         bit_depth, peak = 8, 255.0
     elif img.dtype == np.uint16:
