@@ -16,7 +16,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import Callable, Dict, List
+from typing import Callable, Dict, List, Tuple
 
 import pytest
 import torch
@@ -291,17 +291,23 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(reference, tmp_p
 # In-process checks of the pieces
 
 
+def _experiment_folders(tmp_path: Path, monkeypatch) -> Tuple[Path, Path]:
+    """Empty training_states and models folders of experiment 'tiny' under tmp_path, which becomes the cwd."""
+    monkeypatch.chdir(tmp_path)
+    states, models = tmp_path / 'experiments' / 'tiny' / 'training_states', tmp_path / 'experiments' / 'tiny' / 'models'
+    states.mkdir(parents=True)
+    models.mkdir()
+    return states, models
+
+
 def _resume_opt(tmp_path: Path) -> Dict:
     return {'auto_resume': True, 'name': 'tiny', 'path': {'models': str(tmp_path / 'experiments/tiny/models')}}
 
 
 def test_only_an_unsafe_state_means_a_clean_start_with_a_warning(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    states = tmp_path / 'experiments' / 'tiny' / 'training_states'
-    states.mkdir(parents=True)
-    (tmp_path / 'experiments' / 'tiny' / 'models').mkdir()
+    states, models = _experiment_folders(tmp_path, monkeypatch)
     plant_unsafe_state(states / '4.state', tmp_path / 'marker')
-    torch.save({'params': {}}, tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth')
+    torch.save({'params': {}}, models / 'net_g_4.pth')
     training = Training()
     assert training.load_resume_state(_resume_opt(tmp_path)) is None
     assert not (tmp_path / 'marker').exists()
@@ -310,10 +316,7 @@ def test_only_an_unsafe_state_means_a_clean_start_with_a_warning(tmp_path, monke
 
 
 def test_state_whose_network_checkpoint_is_missing_is_skipped(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    states = tmp_path / 'experiments' / 'tiny' / 'training_states'
-    states.mkdir(parents=True)
-    (tmp_path / 'experiments' / 'tiny' / 'models').mkdir()
+    states, models = _experiment_folders(tmp_path, monkeypatch)
     torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
     training = Training()
     assert training.load_resume_state(_resume_opt(tmp_path)) is None
@@ -322,12 +325,9 @@ def test_state_whose_network_checkpoint_is_missing_is_skipped(tmp_path, monkeypa
 
 def test_state_without_resume_point_resumes_as_basicsr_does(tmp_path, monkeypatch):
     """States written by BasicSR (or before resume points existed) still resume, at the start of their epoch."""
-    monkeypatch.chdir(tmp_path)
-    states = tmp_path / 'experiments' / 'tiny' / 'training_states'
-    states.mkdir(parents=True)
-    (tmp_path / 'experiments' / 'tiny' / 'models').mkdir()
+    states, models = _experiment_folders(tmp_path, monkeypatch)
     torch.save({'epoch': 1, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
-    torch.save({'params': {}}, tmp_path / 'experiments' / 'tiny' / 'models' / 'net_g_4.pth')
+    torch.save({'params': {}}, models / 'net_g_4.pth')
     opt = dict(_resume_opt(tmp_path), network_g={})
     training = Training()
     assert training.load_resume_state(opt)['iter'] == 4

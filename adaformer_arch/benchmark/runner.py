@@ -1,4 +1,5 @@
-"""Timing: interleaved latency runs of several networks, and the float32 GEMM ceiling of the machine."""
+"""Timing: interleaved rounds of several networks (latency, training steps) and the float32 GEMM ceiling."""
+import functools
 import statistics
 import time
 from typing import Callable, Dict, List, Tuple
@@ -12,16 +13,6 @@ def sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-@torch.no_grad()
-def time_forward(net: nn.Module, lq: Tensor, device: torch.device) -> float:
-    """Wall-clock seconds of one ``net(lq)``, the device synchronised before and after."""
-    sync(device)
-    start = time.perf_counter()
-    net(lq)
-    sync(device)
-    return time.perf_counter() - start
-
-
 def round_order(names: List[str], round_index: int) -> List[str]:
     """The networks of one round, rotated by one place each round so that no network always runs after the
     same one (cache and frequency effects of a heavy predecessor average out)."""
@@ -29,25 +20,37 @@ def round_order(names: List[str], round_index: int) -> List[str]:
     return names[k:] + names[:k]
 
 
-def interleaved_latency(nets: Dict[str, nn.Module], lq: Tensor, runs: int, warmup: int, device: torch.device,
-                        step: Callable[[], None]) -> Tuple[Dict[str, List[float]], List[List[str]]]:
-    """``warmup`` untimed rounds, then ``runs`` timed rounds; in each round every network runs once.
+def interleaved_rounds(tasks: Dict[str, Callable[[], object]], runs: int, warmup: int, device: torch.device,
+                       step: Callable[[], None]) -> Tuple[Dict[str, List[float]], List[List[str]]]:
+    """``warmup`` untimed rounds, then ``runs`` timed rounds; in each round every task runs once, in the order of
+    :func:`round_order`.
 
-    Returns the seconds of every timed run per network, and the order of every round (warm-up rounds first).
-    ``step`` is called after every forward (progress bar).
+    Returns the wall-clock seconds of every timed call per task (device synchronised before and after), and the
+    order of every round (warm-up rounds first). ``step`` is called after every call (progress bar).
     """
-    names = list(nets)
+    names = list(tasks)
     times: Dict[str, List[float]] = {name: [] for name in names}
     schedule = []
     for r in range(warmup + runs):
         order = round_order(names, r)
         schedule.append(order)
         for name in order:
-            seconds = time_forward(nets[name], lq, device)
+            sync(device)
+            start = time.perf_counter()
+            tasks[name]()
+            sync(device)
             if r >= warmup:
-                times[name].append(seconds)
+                times[name].append(time.perf_counter() - start)
             step()
     return times, schedule
+
+
+@torch.no_grad()
+def interleaved_latency(nets: Dict[str, nn.Module], lq: Tensor, runs: int, warmup: int, device: torch.device,
+                        step: Callable[[], None]) -> Tuple[Dict[str, List[float]], List[List[str]]]:
+    """:func:`interleaved_rounds` of one forward of each network on ``lq``."""
+    return interleaved_rounds({name: functools.partial(net, lq) for name, net in nets.items()}, runs, warmup, device,
+                              step)
 
 
 def summarise(seconds: List[float]) -> Dict[str, float]:

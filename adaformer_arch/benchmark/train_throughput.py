@@ -5,8 +5,8 @@ on the 0-255 scale); other networks with L1 alone. Adam (lr 2e-4, betas 0.9/0.99
 The networks take their steps interleaved (one step of each per round, rotated like the latency rounds).
 """
 import copy
-import time
-from typing import Callable, Dict, List
+import functools
+from typing import Callable, Dict
 
 import torch
 from torch import Tensor, nn
@@ -15,7 +15,7 @@ from torch.nn import functional as F
 from ..archs.adaformer_arch import AdaFormer
 from ..losses.uncertainty_loss import UncertaintyLoss
 from .networks import bare
-from .runner import round_order, summarise, sync
+from .runner import interleaved_rounds, summarise
 
 
 class _Trainer:
@@ -48,22 +48,10 @@ def train_throughput(nets: Dict[str, nn.Module], batch_size: int, lr_patch: int,
     lq = torch.rand(batch_size, 3, lr_patch, lr_patch, generator=gen).to(device)
     gt = torch.rand(batch_size, 3, lr_patch * scale, lr_patch * scale, generator=gen).to(device)
     trainers = {name: _Trainer(net, device) for name, net in nets.items()}
-    names = list(trainers)
-    times: Dict[str, List[float]] = {name: [] for name in names}
-    schedule = []
-    for r in range(warmup + steps):
-        order = round_order(names, r)
-        schedule.append(order)
-        for name in order:
-            sync(device)
-            start = time.perf_counter()
-            trainers[name].step(lq, gt)
-            sync(device)
-            if r >= warmup:
-                times[name].append(time.perf_counter() - start)
-            step_done()
+    times, schedule = interleaved_rounds({name: functools.partial(t.step, lq, gt) for name, t in trainers.items()},
+                                         steps, warmup, device, step_done)
     results = {}
-    for name in names:
+    for name in trainers:
         summary = summarise(times[name])
         results[name] = {
             'step_ms': summary,

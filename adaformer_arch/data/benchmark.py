@@ -43,13 +43,8 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
     """Write ``HR/<name>`` and ``LR_bicubic/X{s}/<name>`` for one image (those not already there)."""
     result = JobResult(os.path.basename(task.hr_path))
     hr_out, lr_out = os.path.join(config.hr_dir, task.name), os.path.join(config.lr_dir, task.name)
-    if os.path.exists(hr_out) and os.path.exists(lr_out):
-        result.existing = 2
-        return result
-    try:
-        hr, result.notes = read_image(task.hr_path)
-    except ImageReadError as err:
-        result.skipped = err.reason
+    hr = result.read_input(task.hr_path, (hr_out, lr_out))
+    if hr is None:
         return result
     s = config.scale
     h, w = hr.shape[:2]

@@ -23,8 +23,7 @@ import numpy as np
 
 from basicsr.data.transforms import mod_crop
 
-from ..utils.image_io import ImageReadError
-from .image_io import image_size, list_images, read_image
+from .image_io import image_size, list_images
 from .image_ops import bicubic_downscale, sub_image_boxes
 from .jobs import InputError, JobResult, print_summary, run_jobs
 from .lmdb_build import build_lmdb
@@ -84,15 +83,9 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
     stem = os.path.splitext(name)[0]
     result = JobResult(name)
     size = image_size(path)
-    if size is not None and min(size) >= config.multiple:
-        expected = config.outputs(stem, *size)
-        if all(os.path.exists(p) for p in expected):
-            result.existing = len(expected)
-            return result
-    try:
-        img, result.notes = read_image(path)
-    except ImageReadError as err:
-        result.skipped = err.reason
+    expected = config.outputs(stem, *size) if size is not None and min(size) >= config.multiple else ()
+    img = result.read_input(path, expected)
+    if img is None:
         return result
     h, w = img.shape[:2]
     m = config.multiple

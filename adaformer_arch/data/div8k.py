@@ -18,8 +18,7 @@ from typing import List, Optional, Tuple
 
 from basicsr.data.transforms import mod_crop
 
-from ..utils.image_io import ImageReadError
-from .image_io import list_images, read_image
+from .image_io import list_images
 from .image_ops import bicubic_downscale
 from .jobs import InputError, JobResult, print_summary, run_jobs
 
@@ -57,13 +56,8 @@ def prepare_div8k_image(out: str, task: Div8kTask) -> JobResult:
     png = f'{os.path.splitext(name)[0]}.png'
     hr_out = os.path.join(out, task.test_set, 'HR', png)
     lr_out = os.path.join(out, task.test_set, 'LR_bicubic', f'X{SCALE}', png)
-    if os.path.exists(hr_out) and os.path.exists(lr_out):
-        result.existing = 2
-        return result
-    try:
-        img, result.notes = read_image(task.path)
-    except ImageReadError as err:
-        result.skipped = err.reason
+    img = result.read_input(task.path, (hr_out, lr_out))
+    if img is None:
         return result
     multiple = SCALE * task.factor
     if min(img.shape[:2]) < multiple:

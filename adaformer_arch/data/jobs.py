@@ -16,7 +16,8 @@ from tqdm import tqdm
 
 from basicsr.utils import scandir
 
-from .image_io import write_png
+from ..utils.image_io import ImageReadError
+from .image_io import read_image, write_png
 
 Task = TypeVar('Task')
 
@@ -33,6 +34,19 @@ class JobResult:
     existing: int = 0
     notes: List[str] = field(default_factory=list)
     skipped: Optional[str] = None
+
+    def read_input(self, path: str, outputs: Sequence[str]) -> Optional[np.ndarray]:
+        """The image at ``path`` ((H, W, 3) uint8, its conversions noted), or None when there is nothing to do:
+        every file of ``outputs`` (if any) exists already (counted as existing), or it does not read (``skipped`` says why)."""
+        if outputs and all(os.path.exists(out) for out in outputs):
+            self.existing = len(outputs)
+            return None
+        try:
+            img, self.notes = read_image(path)
+        except ImageReadError as err:
+            self.skipped = err.reason
+            return None
+        return img
 
     def output(self, path: str, make: Callable[[], np.ndarray]) -> None:
         """Write ``make()`` ((H, W, 3) uint8) as PNG at ``path`` unless a complete file is already there."""
