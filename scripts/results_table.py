@@ -1,9 +1,12 @@
-"""The README's results table: Bicubic vs AdaFormer (early exit) vs AdaFormer (early_exit: false) on Set5/Set14/B100.
+"""The README's results table: Bicubic vs AdaFormer (early exit) vs AdaFormer (early_exit: false) on Set5/Set14/B100,
+optionally AdaFormer at other halt_eps and SwinIR-light.
 
 Each row is a `basicsr test` run of ``options/test_benchmark_x4.yml`` (datasets whose folders are missing are left
-out) with only ``network_g`` changed; the numbers are read back from the JSON that AdaFormerModel writes.
+out) with only ``network_g`` (and the weights) changed; the numbers are read back from the JSON that AdaFormerModel
+writes.
 
     python scripts/results_table.py [--weights experiments/pretrained_models/AdaFormer_x4_cpu.pth] [--out DIR]
+        [--rows bicubic early-exit no-exit] [--halt-eps 0.2 0.3] [--swinir-weights PATH]
 """
 import argparse
 import json
@@ -15,11 +18,15 @@ from typing import Dict, List
 import yaml
 
 PAPER = {'Set5': (32.43, 0.8974), 'Set14': (28.80, 0.7858), 'B100': (27.70, 0.7407)}
-VARIANTS = [
-    ('Bicubic', {'type': 'Bicubic', 'upscale': 4}),
-    ('AdaFormer (early exit)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': True}),
-    ('AdaFormer (early_exit: false)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': False}),
-]
+ROWS = {
+    'bicubic': ('Bicubic', {'type': 'Bicubic', 'upscale': 4}),
+    'early-exit': ('AdaFormer (early exit)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': True}),
+    'no-exit': ('AdaFormer (early_exit: false)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': False}),
+}
+# SwinIR-light x4 (options/train_swinir_light_x4_cpu.yml); AdaFormerModel pads its input to the window
+SWINIR_LIGHT = {'type': 'SwinIR', 'upscale': 4, 'in_chans': 3, 'img_size': 32, 'window_size': 8, 'img_range': 1.,
+                'depths': [6, 6, 6, 6], 'embed_dim': 60, 'num_heads': [6, 6, 6, 6], 'mlp_ratio': 2,
+                'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'}
 
 
 def run_variant(base: Dict, label: str, network: Dict, weights: str, out: str) -> Dict[str, Dict]:
@@ -65,14 +72,24 @@ def main() -> None:
     parser.add_argument('--opt', default='options/test_benchmark_x4.yml')
     parser.add_argument('--weights', default='experiments/pretrained_models/AdaFormer_x4_cpu.pth')
     parser.add_argument('--out', default='experiments/results_x4')
+    parser.add_argument('--rows', nargs='+', choices=list(ROWS), default=list(ROWS))
+    parser.add_argument('--halt-eps', nargs='*', type=float, default=[], help='extra early-exit rows at these halt_eps')
+    parser.add_argument('--swinir-weights', help='add a SwinIR-light row with these weights')
     args = parser.parse_args()
     with open(args.opt) as f:
         base = yaml.safe_load(f)
     os.makedirs(args.out, exist_ok=True)
-    rows = {label: run_variant(base, label, network, args.weights, args.out) for label, network in VARIANTS}
+    variants = [(*ROWS[row], args.weights) for row in args.rows]
+    variants += [(f'AdaFormer (early exit, halt_eps {eps:g})', dict(ROWS['early-exit'][1], halt_eps=eps), args.weights)
+                 for eps in args.halt_eps]
+    if args.swinir_weights:
+        variants.append(('SwinIR-light', SWINIR_LIGHT, args.swinir_weights))
+    rows = {label: run_variant(base, label, network, weights, args.out) for label, network, weights in variants}
     datasets = list(next(iter(rows.values())))
     text = table(rows, datasets)
-    command = 'python scripts/results_table.py ' + ' '.join(f'--{k} {v}' for k, v in vars(args).items())
+    command = 'python scripts/results_table.py ' + ' '.join(
+        f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
+        for k, v in vars(args).items() if v not in (None, []))
     print(text)
     with open(os.path.join(args.out, 'results.md'), 'w') as f:
         f.write(f'{text}\n\nCommand: `{command}`\n')

@@ -76,3 +76,22 @@ def test_estimator_lr_mult_gives_the_estimator_its_own_rate(tmp_path):
 def test_estimator_lr_mult_must_be_positive(tmp_path):
     with pytest.raises(ValueError, match='estimator_lr_mult must be a number > 0'):
         _built(tmp_path, estimator_lr_mult=0)
+
+
+def test_windowed_network_gets_its_input_padded_and_output_cropped(tmp_path):
+    swinir = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4, 'img_range': 1.,
+              'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
+              'resi_connection': '1conv'}
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path), network_g=swinir)
+    del opt['train']['uncertainty_opt']
+    opt['train']['ema_decay'] = 0
+    torch.manual_seed(0)
+    model = build_model(opt)
+    lq = torch.rand(1, 3, 6, 9)  # neither side a multiple of the window: the plain forward would fail
+    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, 12, 18), 'lq_path': ['a.png']})
+    model.test()
+    assert model.output.shape == (1, 3, 12, 18)
+    with torch.no_grad():
+        expected = model.net_g(torch.nn.functional.pad(lq, (0, 3, 0, 2), 'reflect'))[..., :12, :18]
+    assert torch.allclose(model.output, expected, atol=1e-6)

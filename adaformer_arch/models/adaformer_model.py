@@ -9,6 +9,7 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import cv2
 import torch
+from torch.nn import functional as F
 
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
@@ -36,7 +37,7 @@ class AdaFormerModel(SRModel):
     Validation/test: BasicSR's metrics, plus per image the latency, executed MACs and per-block sparsity, logged as
     a table and written to ``<log dir>/stats_<dataset>_<iter>.json``. ``val.save_halting_maps: true`` writes halting
     depth and confidence PNGs next to the SR images. Works with any ``network_g``; the halting columns are filled
-    for AdaFormer only.
+    for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a multiple of it.
 
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
@@ -44,6 +45,10 @@ class AdaFormerModel(SRModel):
 
     Checkpoints and training states are written atomically (temporary file + rename).
     """
+
+    def __init__(self, opt: Dict) -> None:
+        self._records: List[Dict] = []  # per-image test records of the current validation (or direct test calls)
+        super().__init__(opt)
 
     def init_training_settings(self) -> None:
         super().init_training_settings()
@@ -126,11 +131,23 @@ class AdaFormerModel(SRModel):
             if isinstance(bare, AdaFormer):
                 self.output, aux = bare(self.lq, return_aux=True)
             else:
-                self.output, aux = bare(self.lq), None
+                self.output, aux = self._padded_forward(bare), None
             _sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
         self._record_test(aux, latency)
+
+    def _padded_forward(self, net: torch.nn.Module) -> torch.Tensor:
+        """``net(lq)``; for a windowed network (``network_g.window_size``, e.g. SwinIR) the input is reflect-padded
+        at the bottom/right to a multiple of the window and the output cropped back, as BasicSR's SwinIRModel does.
+        (AdaFormer pads by itself.)"""
+        window = self.opt['network_g'].get('window_size')
+        h, w = self.lq.shape[-2:]
+        if not window or (h % window == 0 and w % window == 0):
+            return net(self.lq)
+        lq = F.pad(self.lq, (0, -w % window, 0, -h % window), 'reflect')
+        scale = self.opt.get('scale', 1)
+        return net(lq)[..., :h * scale, :w * scale]
 
     def _record_test(self, aux: Optional[Dict], latency: float) -> None:
         name = osp.splitext(osp.basename(self.lq_path))[0] if self.lq_path else f'image{len(self._records)}'
@@ -161,7 +178,7 @@ class AdaFormerModel(SRModel):
             atomic_write(f'{base}_{suffix}.png', lambda f, data=buf: f.write(data.tobytes()))
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
-        self._records: List[Dict] = []
+        self._records = []
         self._dataset_name = dataloader.dataset.opt['name']
         self._current_iter = current_iter
         super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
