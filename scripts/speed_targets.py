@@ -1,0 +1,89 @@
+"""The speed targets of AdaFormer, evaluated on the JSON of one `basicsr bench` run, per input size.
+
+* ratio to the reference: latency(AdaFormer) / latency(SwinIR-light)                      (target <= 0.15)
+* transformer overhead: latency(AdaFormer no-exit) / latency(conv floor)                    (target <= 1.5)
+* cost of halted tokens: (latency(AdaFormer) - floor) / (latency(no-exit) - floor), against 1 - 0.7 * s, where s is
+  AdaFormer's fraction of halted tokens over all blocks                                     (target: ratio <= bound)
+* peak memory of one AdaFormer forward                                                      (target <= 6 GB at 1920x1080)
+
+    python scripts/speed_targets.py experiments/bench_x4/bench.json [--adaformer AdaFormer] [--no-exit "AdaFormer no-exit"]
+        [--reference SwinIR-light] [--floor "Conv floor"] [--out targets.md]
+"""
+import argparse
+import json
+from typing import Dict, List, Optional
+
+RATIO_TO_REFERENCE = 0.15
+OVERHEAD_TO_FLOOR = 1.5
+HALTED_TOKEN_SAVING = 0.7
+PEAK_MEMORY_GB = 6.0
+
+
+def _check(value: Optional[float], ok: bool) -> str:
+    return '-' if value is None else f"{value:.3f} ({'met' if ok else 'not met'})"
+
+
+def evaluate(bench: Dict, adaformer: str, no_exit: str, reference: str, floor: str) -> List[Dict]:
+    """One dict per input size with the measured ratios (None where a network was not in the run)."""
+    by_size: Dict[str, Dict[str, Dict]] = {}
+    for row in bench['results']:
+        by_size.setdefault(row['size'], {})[row['network']] = row
+    rows = []
+    for size, nets in by_size.items():
+        if adaformer not in nets:
+            continue
+        lat = {name: r['latency_ms']['median'] for name, r in nets.items()}
+        ada = nets[adaformer]
+        s = ada.get('sparsity') or 0.0
+        row = {'size': size, 'sparsity': s, 'peak_memory_gb': ada['peak_memory_bytes'] / 1e9
+               if ada.get('peak_memory_bytes') is not None else None,
+               'to_reference': lat[adaformer] / lat[reference] if reference in lat else None,
+               'no_exit_to_floor': lat[no_exit] / lat[floor] if no_exit in lat and floor in lat else None,
+               'above_floor_ratio': None, 'above_floor_bound': 1 - HALTED_TOKEN_SAVING * s}
+        if no_exit in lat and floor in lat and lat[no_exit] > lat[floor]:
+            row['above_floor_ratio'] = (lat[adaformer] - lat[floor]) / (lat[no_exit] - lat[floor])
+        rows.append(row)
+    return rows
+
+
+def table(rows: List[Dict]) -> str:
+    lines = ['| LR size | halted tokens s | AdaFormer / SwinIR-light (≤ 0.15) | no-exit / floor (≤ 1.5) | '
+             'above floor: early exit / no-exit (≤ 1 − 0.7 s) | peak memory GB (≤ 6 at 1920x1080) |',
+             '|---|---|---|---|---|---|']
+    for r in rows:
+        above = r['above_floor_ratio']
+        above_cell = '-' if above is None else (f"{above:.3f} vs {r['above_floor_bound']:.3f} "
+                                                f"({'met' if above <= r['above_floor_bound'] else 'not met'})")
+        memory = r['peak_memory_gb']
+        memory_cell = '-' if memory is None else (f'{memory:.2f}' + (
+            f" ({'met' if memory <= PEAK_MEMORY_GB else 'not met'})" if r['size'] == '1920x1080' else ''))
+        lines.append(f"| {r['size']} | {100 * r['sparsity']:.1f} % | "
+                     f"{_check(r['to_reference'], (r['to_reference'] or 0) <= RATIO_TO_REFERENCE)} | "
+                     f"{_check(r['no_exit_to_floor'], (r['no_exit_to_floor'] or 0) <= OVERHEAD_TO_FLOOR)} | "
+                     f'{above_cell} | {memory_cell} |')
+    return '\n'.join(lines)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('bench_json', nargs='+', help='bench.json file(s) of basicsr bench')
+    parser.add_argument('--adaformer', default='AdaFormer')
+    parser.add_argument('--no-exit', default='AdaFormer no-exit')
+    parser.add_argument('--reference', default='SwinIR-light')
+    parser.add_argument('--floor', default='Conv floor')
+    parser.add_argument('--out', help='also write the table (and the source files) to this markdown file')
+    args = parser.parse_args()
+    rows = []
+    for path in args.bench_json:
+        with open(path) as f:
+            rows += evaluate(json.load(f), args.adaformer, args.no_exit, args.reference, args.floor)
+    text = table(rows)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(f"{text}\n\nFrom: {', '.join(args.bench_json)} (`python scripts/speed_targets.py "
+                    f"{' '.join(args.bench_json)}`)\n")
+
+
+if __name__ == '__main__':
+    main()
