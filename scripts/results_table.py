@@ -23,10 +23,8 @@ ROWS = {
     'early-exit': ('AdaFormer (early exit)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': True}),
     'no-exit': ('AdaFormer (early_exit: false)', {'type': 'AdaFormer', 'upscale': 4, 'early_exit': False}),
 }
-# SwinIR-light x4 (options/train_swinir_light_x4_cpu.yml); AdaFormerModel pads its input to the window
-SWINIR_LIGHT = {'type': 'SwinIR', 'upscale': 4, 'in_chans': 3, 'img_size': 32, 'window_size': 8, 'img_range': 1.,
-                'depths': [6, 6, 6, 6], 'embed_dim': 60, 'num_heads': [6, 6, 6, 6], 'mlp_ratio': 2,
-                'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'}
+# the network of the SwinIR-light row: that of its training options (AdaFormerModel pads its input to the window)
+SWINIR_OPTIONS = 'options/train_swinir_light_x4_cpu.yml'
 
 
 def run_variant(base: Dict, label: str, network: Dict, weights: str, out: str) -> Dict[str, Dict]:
@@ -83,7 +81,8 @@ def main() -> None:
     variants += [(f'AdaFormer (early exit, halt_eps {eps:g})', dict(ROWS['early-exit'][1], halt_eps=eps), args.weights)
                  for eps in args.halt_eps]
     if args.swinir_weights:
-        variants.append(('SwinIR-light', SWINIR_LIGHT, args.swinir_weights))
+        with open(SWINIR_OPTIONS) as f:
+            variants.append(('SwinIR-light', yaml.safe_load(f)['network_g'], args.swinir_weights))
     rows = {label: run_variant(base, label, network, weights, args.out) for label, network, weights in variants}
     datasets = list(next(iter(rows.values())))
     text = table(rows, datasets)

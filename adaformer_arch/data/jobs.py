@@ -37,7 +37,8 @@ class JobResult:
 
     def read_input(self, path: str, outputs: Sequence[str]) -> Optional[np.ndarray]:
         """The image at ``path`` ((H, W, 3) uint8, its conversions noted), or None when there is nothing to do:
-        every file of ``outputs`` (if any) exists already (counted as existing), or it does not read (``skipped`` says why)."""
+        every file of ``outputs`` (if any) exists already (counted as existing), or it does not read (``skipped``
+        says why)."""
         if outputs and all(os.path.exists(out) for out in outputs):
             self.existing = len(outputs)
             return None

@@ -9,14 +9,13 @@ from typing import Callable, Dict, Iterator, List, Optional
 
 import cv2
 import torch
-from torch.nn import functional as F
 
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger
 from basicsr.utils.registry import MODEL_REGISTRY
 
-from ..archs.adaformer_arch import AdaFormer
+from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
@@ -138,16 +137,15 @@ class AdaFormerModel(SRModel):
         self._record_test(aux, latency)
 
     def _padded_forward(self, net: torch.nn.Module) -> torch.Tensor:
-        """``net(lq)``; for a windowed network (``network_g.window_size``, e.g. SwinIR) the input is reflect-padded
-        at the bottom/right to a multiple of the window and the output cropped back, as BasicSR's SwinIRModel does.
-        (AdaFormer pads by itself.)"""
+        """``net(lq)``; for a windowed network (``network_g.window_size``, e.g. SwinIR) the input is padded at the
+        bottom/right to a multiple of the window with AdaFormer's own padding and the output cropped back, as
+        BasicSR's SwinIRModel does."""
         window = self.opt['network_g'].get('window_size')
-        h, w = self.lq.shape[-2:]
-        if not window or (h % window == 0 and w % window == 0):
+        if not window:
             return net(self.lq)
-        lq = F.pad(self.lq, (0, -w % window, 0, -h % window), 'reflect')
+        h, w = self.lq.shape[-2:]
         scale = self.opt.get('scale', 1)
-        return net(lq)[..., :h * scale, :w * scale]
+        return net(pad_to_multiple(self.lq, window))[..., :h * scale, :w * scale]
 
     def _record_test(self, aux: Optional[Dict], latency: float) -> None:
         name = osp.splitext(osp.basename(self.lq_path))[0] if self.lq_path else f'image{len(self._records)}'
