@@ -4,9 +4,12 @@ import torch
 from torch.nn import functional as F
 
 import adaformer_arch  # noqa: F401
-from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.archs import token_halting, tsab
+from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
+from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.window_attention import from_windows, to_windows
 from basicsr.archs import build_network
+from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
 SMALL = dict(num_feat=16, embed_dim=16, num_block_enc=1, num_block_dec=1, depth=4, num_heads=2, window_size=4,
              num_prototypes=4)
@@ -75,8 +78,14 @@ def run(net, x, sparse):
         return net(x, return_aux=True)
 
 
+@pytest.mark.parametrize('chunk_tokens', [None, 20])  # one chunk; one window (16 tokens) per chunk
 @pytest.mark.parametrize('bias', [-6.0, 0.0, 0.6, 8.0])  # nothing, partial (two levels), everything halts
-def test_sparse_equals_masked_dense(bias):
+def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
+    """The inference path (in place, gathered, in chunks of windows, prototypes accumulated over chunks) gives the
+    masked-dense result, with the same halting decisions."""
+    if chunk_tokens:
+        monkeypatch.setattr(tsab, 'CHUNK_TOKENS', chunk_tokens)
+        monkeypatch.setattr(token_halting, 'CHUNK_TOKENS', chunk_tokens)
     net = small_net().eval()
     set_confidence_bias(net, bias)
     x = torch.rand(2, 3, 16, 20)
@@ -96,6 +105,44 @@ def test_sparse_equals_masked_dense(bias):
         assert 0.0 < halted < 1.0
     if bias > -5:
         assert aux_sparse['macs'] < aux_dense['macs']
+
+
+@pytest.mark.parametrize('res_scale', [1.0, 0.5])
+def test_residual_blocks_in_place_equal_basicsr(res_scale):
+    blocks = make_layer(ResidualBlockNoBN, 3, num_feat=8, res_scale=res_scale)
+    x = torch.randn(2, 8, 9, 11)
+    with torch.no_grad():
+        expected = blocks(x)
+        got = residual_blocks(blocks, x.clone())
+    assert torch.allclose(got, expected, atol=1e-6)
+    assert residual_blocks(blocks, x).requires_grad  # with autograd: BasicSR's own forward
+
+
+def test_prototypes_gathered_over_chunks_equal_one_attention():
+    """Eqs. 10-11 accumulated chunk by chunk (running max and sum of the softmax) equal one attention over all kept
+    tokens, also when the logits differ widely between chunks; no kept token leaves the prototypes unchanged."""
+    torch.manual_seed(0)
+    attn = PrototypeAttention(dim=16, num_prototypes=4, num_heads=2).eval()
+    tokens = torch.randn(50, 16) * torch.linspace(0.1, 8.0, 50)[:, None]  # chunks with very different logit scales
+    keep = torch.rand(50) > 0.3
+    with torch.no_grad():
+        expected = attn.update_prototypes(attn.token_qkv(tokens)[None], keep[None])[0]
+        got = attn.gather_prototypes(part for part in tokens[keep].split(7))
+        assert torch.allclose(got, expected, atol=1e-5, rtol=1e-5)
+        assert torch.equal(attn.gather_prototypes(iter(())), attn.prototypes)
+
+
+@pytest.mark.parametrize('chunk_tokens', [None, 20])
+def test_inference_path_without_early_exit_equals_dense(chunk_tokens, monkeypatch):
+    if chunk_tokens:
+        monkeypatch.setattr(tsab, 'CHUNK_TOKENS', chunk_tokens)
+    net = small_net().eval()
+    net.early_exit = False
+    x = torch.rand(2, 3, 16, 20)
+    out_inference, aux_inference = run(net, x, True)
+    out_dense, aux_dense = run(net, x, False)
+    assert (out_inference - out_dense).abs().max() <= 1e-5
+    assert aux_inference['macs'] == aux_dense['macs']
 
 
 def test_partial_halting_differs_between_images():
@@ -157,7 +204,7 @@ def test_halted_tokens_are_frozen():
     x = torch.randn(1, 4, 16, 16)
     local_keep = torch.tensor([[True, False, True, False]])
     global_keep = torch.rand(1, 64) > 0.5
-    out, _ = block.forward_sparse(x, local_keep, global_keep)
+    out, _ = block.forward_inference(x.clone(), local_keep, global_keep)
     frozen = (~local_keep[:, :, None] & ~global_keep.view(1, 4, 16))[..., None].expand_as(x)
     assert frozen.any()
     assert torch.equal(out[frozen], x[frozen])

@@ -36,6 +36,20 @@ def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
     return batch * height * width * kh * kw * conv.in_channels // conv.groups * conv.out_channels
 
 
+def residual_blocks(blocks: nn.Sequential, x: Tensor) -> Tensor:
+    """Runs a stack of BasicSR ``ResidualBlockNoBN`` (x + res_scale * conv2(relu(conv1(x)))), (B, C, H, W) ->
+    (B, C, H, W). Without autograd it runs in place: one block then holds its input and two convolution outputs
+    instead of four full-size temporaries (at 8K sizes each is half a gigabyte). Same result."""
+    if torch.is_grad_enabled():
+        return blocks(x)
+    for block in blocks:
+        out = block.conv2(block.relu(block.conv1(x)))
+        if block.res_scale != 1:
+            out.mul_(block.res_scale)
+        x = out.add_(x)
+    return x
+
+
 class AdaM(nn.Module):
     """Adaptive transformer module: 1x1 conv, ``depth`` TSABs sharing one confidence estimator, 1x1 conv, and a
     residual around all of it. (B, C, H, W) -> (B, C, H, W), H and W multiples of the window size."""
@@ -61,7 +75,7 @@ class AdaM(nn.Module):
                 need_confidences: bool) -> Tuple[Tensor, Dict]:
         b, _, h, w = x.shape
         s = self.window_size
-        tokens = to_windows(self.conv_in(x), s)  # (B, nW, S*S, D)
+        tokens = to_windows(self.conv_in(x), s).contiguous()  # (B, nW, S*S, D); the inference path needs views
         state = HaltingState(window_size=s, threshold=1.0 - halt_eps)
         confidences = []
         macs = conv_macs(self.conv_in, h, w, b) + conv_macs(self.conv_out, h, w, b)
@@ -69,12 +83,10 @@ class AdaM(nn.Module):
             state.record(x)
             masks = state.keep_masks() if early_exit else None
             needed = state.needed_windows() if early_exit and sparse else None
-            if masks is None:
-                tokens, block_macs = block.forward_dense(tokens)
-            elif sparse:
-                tokens, block_macs = block.forward_sparse(tokens, *masks)
+            if sparse:  # in place, only the kept tokens, bounded temporaries
+                tokens, block_macs = block.forward_inference(tokens, *(masks or ()))
             else:
-                tokens, block_macs = block.forward_dense(tokens, *masks)
+                tokens, block_macs = block.forward_dense(tokens, *(masks or ()))
             macs += block_macs
             is_last = depth == len(self.blocks) - 1
             if need_confidences or (early_exit and not is_last):
@@ -87,10 +99,13 @@ class AdaM(nn.Module):
                 else:  # only where a halting decision is still open; elsewhere keep the last value
                     confidence, conf_macs = self.estimator.forward_windows(features, needed, s, confidences[-1])
                     macs += conf_macs
+                del features
                 confidences.append(confidence)
                 if early_exit:
                     state.update(confidence)
-        out = x + self.conv_out(from_windows(tokens, s, h, w))
+        features = from_windows(tokens, s, h, w)
+        del tokens  # at 8K sizes every feature map counts
+        out = self.conv_out(features).add_(x)
         aux = {
             'confidences': confidences,
             'global_halted': state.history_token,
@@ -177,12 +192,15 @@ class AdaFormer(nn.Module):
         x = x.contiguous(memory_format=torch.channels_last)
         b, _, hp, wp = x.shape
         head = self.conv_first(x)
-        feat = self.encoder(head)
+        feat = residual_blocks(self.encoder, head)
         sparse = self.sparse_compute and not self.training
         feat, aux = self.adam(
             feat, self.early_exit, self.halt_eps, sparse, need_confidences=return_aux or self.training)
-        feat = self.decoder(feat) + head
-        out = self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean
+        feat = residual_blocks(self.decoder, feat).add_(head)
+        del head  # in place and freed early: at 8K sizes every feature map counts
+        out = self.pixel_shuffle(self.conv_up(feat))
+        del feat
+        out = out.div_(self.img_range).add_(self.mean)
         out = out[..., :h * self.upscale, :w * self.upscale].contiguous()
         if not return_aux:
             return out

@@ -1,7 +1,7 @@
 """Global branch of a TSAB: learned prototypes gather global context from the kept tokens (Eqs. 10-11), then the
 tokens read it back from the updated prototypes (Eqs. 12-13). Its cost is linear in the number of tokens.
 """
-from typing import Optional
+from typing import Iterable, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -36,6 +36,7 @@ class PrototypeAttention(nn.Module):
         self.token_qkv = nn.Linear(dim, 3 * dim)  # keys/values of the tokens (Eq. 10), their queries (Eq. 12)
         self.proto_kv = nn.Linear(dim, 2 * dim)  # Eq. 12: keys/values from the updated prototypes
         self.proj = nn.Linear(dim, dim)
+        self.head_scale = (dim // num_heads)**-0.5
 
     def _heads(self, x: Tensor) -> Tensor:
         """(B, N, D) -> (B, heads, N, D/heads)."""
@@ -64,17 +65,64 @@ class PrototypeAttention(nn.Module):
             gathered = gathered * (~empty).to(gathered.dtype)[:, None, None]
         return self.prototypes + gathered
 
-    def read(self, qkv: Tensor, prototypes: Tensor) -> Tensor:
-        """Eqs. 12-13. (B, N, 3D) projected tokens, (B, M, D) updated prototypes -> (B, N, D)."""
-        q = self._heads(qkv[..., :self.dim])
+    def read(self, q: Tensor, prototypes: Tensor) -> Tensor:
+        """Eqs. 12-13. (B, N, D) token queries, (B, M, D) updated prototypes -> (B, N, D)."""
         k, v = self.proto_kv(prototypes).chunk(2, dim=-1)
-        return self.proj(self._merge(F.scaled_dot_product_attention(q, self._heads(k), self._heads(v))))
+        return self.proj(self._merge(F.scaled_dot_product_attention(self._heads(q), self._heads(k), self._heads(v))))
 
     def forward(self, tokens: Tensor, key_mask: Optional[Tensor] = None) -> Tensor:
         """(B, N, D) normalised tokens, optional (B, N) kept-token mask -> (B, N, D) global context per token."""
         qkv = self.token_qkv(tokens)  # (B, N, 3D): query (Eq. 12), key and value (Eq. 10) of every token
         prototypes = self.update_prototypes(qkv, key_mask)
-        return chunked(lambda part: self.read(part, prototypes), qkv, CHUNK_TOKENS, dim=1)
+        return chunked(lambda part: self.read(part[..., :self.dim], prototypes), qkv, CHUNK_TOKENS, dim=1)
+
+    # Inference path: one image at a time, its kept tokens given in chunks, so that nothing of the size of the image
+    # is allocated (TSAB.forward_inference).
+
+    @torch.no_grad()
+    def gather_prototypes(self, chunks: Iterable[Tensor]) -> Tensor:
+        """Eqs. 10-11 over the kept tokens of one image, given as chunks of (n_i, D) normalised tokens -> (M, D).
+
+        The softmax over all kept tokens is accumulated chunk by chunk with a running maximum and sum, so the result
+        is the single attention over all of them (up to float rounding) without holding their keys at once. The key
+        and value projections are folded into the prototype side: with the scaled queries of all heads laid out
+        block-diagonally, ``Q_bd`` (D, heads*M), the logits of every head are ``X (W_k^T Q_bd) + b_k Q_bd``, one GEMM
+        on the normalised tokens X, and the attention-weighted values are ``W_v (sum_t a_t x_t) + b_v``; so no
+        per-token keys or values are materialised or split into heads. No chunk (no kept token): ``P`` unchanged,
+        as :meth:`update_prototypes`.
+        """
+        d, m, heads = self.dim, self.num_prototypes, self.num_heads
+        dh = d // heads
+        w_k, w_v = self.token_qkv.weight[d:2 * d], self.token_qkv.weight[2 * d:]
+        b_k, b_v = self.token_qkv.bias[d:2 * d], self.token_qkv.bias[2 * d:]
+        q = self.proto_q(self.prototypes) * self.head_scale  # (M, D)
+        q_bd = torch.block_diag(*[q[:, h * dh:(h + 1) * dh].t() for h in range(heads)])  # (D, heads*M)
+        logit_weight, logit_bias = w_k.t() @ q_bd, b_k @ q_bd  # (D, heads*M), (heads*M,)
+        peak = total = acc = None
+        for tokens in chunks:
+            logits = torch.addmm(logit_bias, tokens, logit_weight)  # (n_i, heads*M)
+            new_peak = logits.amax(dim=0)
+            if peak is not None:
+                new_peak = torch.maximum(new_peak, peak)
+            weights = logits.sub_(new_peak).exp_()
+            if peak is None:
+                total, acc = weights.sum(dim=0), weights.t() @ tokens  # (heads*M,), (heads*M, D)
+            else:
+                rescale = torch.exp(peak - new_peak)
+                total = total * rescale + weights.sum(dim=0)
+                acc = acc * rescale[:, None] + weights.t() @ tokens
+            peak = new_peak
+        if acc is None:
+            return self.prototypes
+        values = F.linear(acc / total[:, None], w_v, b_v)  # (heads*M, D): attention-weighted values
+        per_head = [values[h * m:(h + 1) * m, h * dh:(h + 1) * dh] for h in range(heads)]  # head h: (M, D/heads)
+        return self.prototypes + torch.cat(per_head, dim=1)
+
+    @torch.no_grad()
+    def read_tokens(self, tokens: Tensor, prototypes: Tensor) -> Tensor:
+        """Eqs. 12-13 for one chunk of one image: (n, D) normalised tokens, (M, D) prototypes -> (n, D)."""
+        q = F.linear(tokens, self.token_qkv.weight[:self.dim], self.token_qkv.bias[:self.dim])
+        return self.read(q[None], prototypes[None])[0]
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""

@@ -6,6 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .chunking import CHUNK_TOKENS
 from .window_attention import to_windows
 
 
@@ -27,7 +28,7 @@ class ConfidenceEstimator(nn.Module):
         nn.init.constant_(self.conv2.bias, init_bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.conv2(torch.tanh(self.conv1(x))))
+        return torch.sigmoid(self.conv2(self.conv1(x).tanh_()))
 
     def macs(self, height: int, width: int, batch: int) -> int:
         per_pixel = 9 * (self.conv1.in_channels * self.conv1.out_channels + self.conv2.in_channels)
@@ -38,9 +39,10 @@ class ConfidenceEstimator(nn.Module):
         """The same map as :meth:`forward`, computed only in the selected windows (inference).
 
         Each selected S x S window is computed from its (S+4) x (S+4) neighbourhood (two 3x3 convs need a 2-pixel
-        halo) of the zero-padded input; first-conv outputs that fall outside the image are zeroed, as the zero
-        padding of the second conv does in :meth:`forward`. So selected windows match :meth:`forward` up to float
-        rounding; the others are taken from ``fill``.
+        halo), gathered from ``x`` with zeros outside the image, as the zero padding of the first conv; first-conv
+        outputs that fall outside the image are zeroed, as the zero padding of the second conv does in
+        :meth:`forward`. So selected windows match :meth:`forward` up to float rounding; the others are taken from
+        ``fill``. Windows are processed in chunks, so temporaries stay small whatever the image size.
 
         Args:
             x: (B, D, H, W) features, H and W multiples of S.
@@ -56,17 +58,17 @@ class ConfidenceEstimator(nn.Module):
         nh, nw = h // s, w // s
         out = fill.clone()
         idx = windows.reshape(-1).nonzero().squeeze(1)
-        if idx.numel() == 0:
-            return out, 0
-        bi, wi, wj = idx // (nh * nw), idx % (nh * nw) // nw, idx % nw
-        patches = F.pad(x, (2, 2, 2, 2)).unfold(2, s + 4, s).unfold(3, s + 4, s)  # (B, D, nh, nw, S+4, S+4) view
-        hidden = torch.tanh(F.conv2d(patches[bi, :, wi, wj], self.conv1.weight, self.conv1.bias))  # (K, D/2, S+2, S+2)
-        ring = torch.arange(-1, s + 1, device=x.device)
-        inside_h = ((wi[:, None] * s + ring) >= 0) & ((wi[:, None] * s + ring) < h)
-        inside_w = ((wj[:, None] * s + ring) >= 0) & ((wj[:, None] * s + ring) < w)
-        hidden = hidden * (inside_h[:, None, :, None] & inside_w[:, None, None, :])
-        conf = torch.sigmoid(F.conv2d(hidden, self.conv2.weight, self.conv2.bias))  # (K, 1, S, S)
-        out.view(b, nh, s, nw, s)[bi, wi, :, wj, :] = conf[:, 0]
+        halo = torch.arange(-2, s + 2, device=x.device)  # patch offsets; the first conv's outputs are [1:-1]
+        for part in idx.split(max(1, CHUNK_TOKENS // (s + 4)**2)):
+            bi, wi, wj = part // (nh * nw), part % (nh * nw) // nw, part % nw
+            rows, cols = wi[:, None] * s + halo, wj[:, None] * s + halo  # (K, S+4)
+            in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
+            patches = x[bi[:, None, None], :, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
+            patches = patches * (in_rows[:, :, None] & in_cols[:, None, :])[..., None]  # (K, S+4, S+4, D)
+            hidden = F.conv2d(patches.permute(0, 3, 1, 2), self.conv1.weight, self.conv1.bias).tanh_()
+            inside = in_rows[:, 1:-1, None] & in_cols[:, None, 1:-1]  # (K, S+2, S+2)
+            conf = torch.sigmoid(F.conv2d(hidden * inside[:, None], self.conv2.weight, self.conv2.bias))
+            out.view(b, nh, s, nw, s)[bi, wi, :, wj, :] = conf[:, 0]  # (K, S, S) into their windows
         c_in, c_mid = self.conv1.in_channels, self.conv1.out_channels
         macs = idx.numel() * ((s + 2)**2 * 9 * c_in * c_mid + s * s * 9 * c_mid)
         return out, macs

@@ -10,10 +10,11 @@ One block is, for window-major tokens ``x`` of shape (B, nW, S*S, D)::
 by the MLP. With no masks (the first block, or early exit off) every token is computed.
 
 * :meth:`TSAB.forward_dense` computes every token and multiplies by the masks (training, verification).
-* :meth:`TSAB.forward_sparse` gathers only the kept windows/tokens, computes them and scatters the results back.
-  Both give the same result; the sparse path is what makes halted tokens free.
+* :meth:`TSAB.forward_inference` gathers only the kept windows/tokens, computes them and scatters the results back,
+  in place and in chunks of windows (bounded memory). Both give the same result; this path is what makes halted
+  tokens free.
 """
-from typing import Optional, Tuple
+from typing import Iterator, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -97,30 +98,72 @@ class TSAB(nn.Module):
         return x, macs
 
     @torch.no_grad()
-    def forward_sparse(self, x: Tensor, local_keep: Tensor, global_keep: Tensor) -> Tuple[Tensor, int]:
-        """Gathered-sparse path: same arguments and result as :meth:`forward_dense` with masks, but only kept
-        windows/tokens are computed (gather -> compute -> scatter). Inference only."""
+    def forward_inference(self,
+                          x: Tensor,
+                          local_keep: Optional[Tensor] = None,
+                          global_keep: Optional[Tensor] = None) -> Tuple[Tensor, int]:
+        """Inference path: same arguments and result as :meth:`forward_dense`, but ``x`` is updated in place, only
+        kept windows/tokens are computed (gather -> compute -> scatter), and the work runs image by image over
+        chunks of windows, so that besides ``x`` only chunk-sized temporaries are allocated, whatever the image
+        size.
+
+        In place is exact: the prototypes first read every kept token of the image (Eqs. 10-11); after that, a
+        chunk's local and global updates and its MLP read only the chunk's own tokens, which no other chunk writes.
+        """
         b, nw, n, d = x.shape
-        out = x.clone()
+        per_chunk = max(1, CHUNK_TOKENS // n)  # windows per chunk
+        bias = self.local_attn.position_bias()
         macs = 0
+        for i in range(b):
+            windows = x[i]  # (nW, S*S, D) view
+            local_i = None if local_keep is None else local_keep[i]
+            global_i = None if global_keep is None else global_keep[i].view(nw, n)
+            prototypes = self.global_attn.gather_prototypes(
+                self._kept_tokens(windows, global_i, per_chunk))  # Eqs. 10-11, before any token changes
+            kept_tokens = nw * n if global_i is None else int(global_i.sum())
+            if kept_tokens:
+                macs += self.global_attn.macs(kept_tokens, 1)
+            for start in range(0, nw, per_chunk):
+                part = slice(start, start + per_chunk)
+                macs += self._update_chunk(windows[part], None if local_i is None else local_i[part],
+                                           None if global_i is None else global_i[part], prototypes, bias)
+        return x, macs
 
-        win_idx = local_keep.reshape(-1).nonzero().squeeze(1)
-        if win_idx.numel():
-            loc = self._local(x.reshape(b * nw, n, d).index_select(0, win_idx))
-            out.view(b * nw, n, d).index_add_(0, win_idx, loc)
-            macs += self.local_attn.macs(win_idx.numel())
+    def _kept_tokens(self, windows: Tensor, global_keep: Optional[Tensor], per_chunk: int) -> Iterator[Tensor]:
+        """Yields the normalised kept tokens (n_i, D) of one image, chunk by chunk."""
+        for start in range(0, windows.shape[0], per_chunk):
+            tokens = windows[start:start + per_chunk].reshape(-1, windows.shape[-1])
+            if global_keep is not None:
+                tokens = tokens[global_keep[start:start + per_chunk].reshape(-1)]
+            if tokens.shape[0]:
+                yield self.norm1(tokens)
 
-        tokens, out_tokens = x.view(b, nw * n, d), out.view(b, nw * n, d)
-        for i in range(b):  # kept-token counts differ per image: each image is one exact variable-length call
-            tok_idx = global_keep[i].nonzero().squeeze(1)
-            if tok_idx.numel():
-                glob = self.global_attn(self.norm1(tokens[i].index_select(0, tok_idx))[None])
-                out_tokens[i].index_add_(0, tok_idx, glob[0])
-                macs += self.global_attn.macs(tok_idx.numel(), 1)
+    def _update_chunk(self, windows: Tensor, local_keep: Optional[Tensor], global_keep: Optional[Tensor],
+                      prototypes: Tensor, bias: Tensor) -> int:
+        """One chunk of one image, in place: (K, S*S, D) window tokens, (K,) and (K, S*S) keep masks (None = all),
+        (M, D) updated prototypes. Returns the MACs of its local branch and MLP."""
+        k, n, d = windows.shape
+        tokens = windows.view(k * n, d)
+        if local_keep is None:
+            normed = self.norm1(windows)
+            loc = self.local_attn(normed, bias)
+            glob = self.global_attn.read_tokens(normed.view(k * n, d), prototypes)
+            windows += loc
+            tokens += glob
+            tokens += self.mlp(self.norm2(tokens))
+            return self.local_attn.macs(k) + self.mlp.macs(k * n)
 
-        mlp_idx = (local_keep[:, :, None] | global_keep.view(b, nw, n)).reshape(-1).nonzero().squeeze(1)
+        win_idx = local_keep.nonzero().squeeze(1)
+        tok_idx = global_keep.reshape(-1).nonzero().squeeze(1)
+        mlp_idx = (local_keep[:, None] | global_keep).reshape(-1).nonzero().squeeze(1)
+        # both branches read the block input: compute them before writing either
+        loc = self.local_attn(self.norm1(windows.index_select(0, win_idx)), bias) if win_idx.numel() else None
+        glob = (self.global_attn.read_tokens(self.norm1(tokens.index_select(0, tok_idx)), prototypes)
+                if tok_idx.numel() else None)
+        if loc is not None:
+            windows.index_add_(0, win_idx, loc)
+        if glob is not None:
+            tokens.index_add_(0, tok_idx, glob)
         if mlp_idx.numel():
-            flat = out.view(-1, d)
-            flat.index_add_(0, mlp_idx, self._mlp(flat.index_select(0, mlp_idx)))
-            macs += self.mlp.macs(mlp_idx.numel())
-        return out, macs
+            tokens.index_add_(0, mlp_idx, self.mlp(self.norm2(tokens.index_select(0, mlp_idx))))
+        return self.local_attn.macs(win_idx.numel()) + self.mlp.macs(mlp_idx.numel())
