@@ -6,6 +6,7 @@ from torch.nn import functional as F
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs import token_halting, tsab
 from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
+from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.window_attention import from_windows, to_windows
 from basicsr.archs import build_network
@@ -236,3 +237,14 @@ def test_windowed_confidence_matches_full_map():
     assert torch.allclose(got[selected], full[selected], atol=1e-6)
     assert torch.all(got[~selected] == -1.0)
     assert macs == windows.sum().item() * (6 * 6 * 9 * 16 * 8 + 16 * 9 * 8)
+
+
+def test_conv_floor_inference_path_equals_autograd_path():
+    torch.manual_seed(0)
+    floor = AdaFormerConvFloor(num_feat=8, num_block=2, upscale=2)
+    x = torch.rand(1, 3, 7, 9)
+    expected = floor(x)  # autograd on: BasicSR's residual blocks, out-of-place
+    with torch.no_grad():
+        got = floor(x)
+    assert got.shape == (1, 3, 14, 18)
+    assert torch.allclose(got, expected, atol=1e-6)

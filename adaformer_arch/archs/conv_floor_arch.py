@@ -7,6 +7,8 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from .adaformer_arch import residual_blocks
+
 
 @ARCH_REGISTRY.register()
 class AdaFormerConvFloor(nn.Module):
@@ -37,6 +39,10 @@ class AdaFormerConvFloor(nn.Module):
 
     def forward(self, lq: Tensor) -> Tensor:
         # channels-last, as AdaFormer: the fast memory layout of CPU (oneDNN) and GPU convolutions
+        # and the same inference path for the residual blocks and the tail (in place without autograd)
         head = self.conv_first(((lq - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last))
-        feat = self.body(head) + head
-        return (self.pixel_shuffle(self.conv_up(feat)) / self.img_range + self.mean).contiguous()
+        feat = residual_blocks(self.body, head).add_(head)
+        del head
+        out = self.pixel_shuffle(self.conv_up(feat))
+        del feat
+        return out.div_(self.img_range).add_(self.mean).contiguous()
