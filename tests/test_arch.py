@@ -85,7 +85,7 @@ def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
     """The inference path (in place, gathered, in chunks of windows, prototypes accumulated over chunks) gives the
     masked-dense result, with the same halting decisions."""
     if chunk_tokens:
-        monkeypatch.setattr(tsab, 'CHUNK_TOKENS', chunk_tokens)
+        monkeypatch.setattr(tsab, 'INFERENCE_CHUNK_TOKENS', chunk_tokens)
         monkeypatch.setattr(token_halting, 'CHUNK_TOKENS', chunk_tokens)
     net = small_net().eval()
     set_confidence_bias(net, bias)
@@ -136,7 +136,7 @@ def test_prototypes_gathered_over_chunks_equal_one_attention():
 @pytest.mark.parametrize('chunk_tokens', [None, 20])
 def test_inference_path_without_early_exit_equals_dense(chunk_tokens, monkeypatch):
     if chunk_tokens:
-        monkeypatch.setattr(tsab, 'CHUNK_TOKENS', chunk_tokens)
+        monkeypatch.setattr(tsab, 'INFERENCE_CHUNK_TOKENS', chunk_tokens)
     net = small_net().eval()
     net.early_exit = False
     x = torch.rand(2, 3, 16, 20)
