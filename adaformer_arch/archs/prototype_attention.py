@@ -119,10 +119,32 @@ class PrototypeAttention(nn.Module):
         return self.prototypes + torch.cat(per_head, dim=1)
 
     @torch.no_grad()
-    def read_tokens(self, tokens: Tensor, prototypes: Tensor) -> Tensor:
-        """Eqs. 12-13 for one chunk of one image: (n, D) normalised tokens, (M, D) prototypes -> (n, D)."""
-        q = F.linear(tokens, self.token_qkv.weight[:self.dim], self.token_qkv.bias[:self.dim])
-        return self.read(q[None], prototypes[None])[0]
+    def fold_read(self, prototypes: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+        """Eqs. 12-13 for one image, folded into two GEMMs per token chunk, from its (M, D) updated prototypes.
+
+        With the prototype keys of all heads laid out block-diagonally, ``K_bd`` (D, heads*M) scaled, and their
+        values ``V_bd`` (heads*M, D), the read-back is ``softmax_per_head(X (W_q^T K_bd) + b_q K_bd) (V_bd W_p^T) +
+        b_p`` on the normalised tokens X: no per-token queries, no head split or merge.
+
+        Returns:
+            logit weight (D, heads*M), logit bias (heads*M,), output weight (heads*M, D), output bias (D,).
+        """
+        d, heads = self.dim, self.num_heads
+        dh = d // heads
+        k, v = self.proto_kv(prototypes).chunk(2, dim=-1)  # (M, D) each
+        k_bd = torch.block_diag(*[k[:, h * dh:(h + 1) * dh].t() for h in range(heads)]) * self.head_scale
+        v_bd = torch.block_diag(*[v[:, h * dh:(h + 1) * dh] for h in range(heads)])  # (heads*M, D)
+        w_q, b_q = self.token_qkv.weight[:d], self.token_qkv.bias[:d]
+        return w_q.t() @ k_bd, b_q @ k_bd, v_bd @ self.proj.weight.t(), self.proj.bias
+
+    @torch.no_grad()
+    def read_tokens(self, tokens: Tensor, folded: Tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
+        """Eqs. 12-13 for one chunk of one image: (n, D) normalised tokens, :meth:`fold_read` of its prototypes ->
+        (n, D)."""
+        logit_weight, logit_bias, out_weight, out_bias = folded
+        logits = torch.addmm(logit_bias, tokens, logit_weight)  # (n, heads*M)
+        probs = logits.view(tokens.shape[0], self.num_heads, self.num_prototypes).softmax(dim=-1)
+        return torch.addmm(out_bias, probs.view_as(logits), out_weight)
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""

@@ -125,13 +125,14 @@ class TSAB(nn.Module):
             global_i = None if global_keep is None else global_keep[i].view(nw, n)
             prototypes = self.global_attn.gather_prototypes(
                 self._kept_tokens(windows, global_i, per_chunk))  # Eqs. 10-11, before any token changes
+            read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per chunk
             kept_tokens = nw * n if global_i is None else int(global_i.sum())
             if kept_tokens:
                 macs += self.global_attn.macs(kept_tokens, 1)
             for start in range(0, nw, per_chunk):
                 part = slice(start, start + per_chunk)
                 macs += self._update_chunk(windows[part], None if local_i is None else local_i[part],
-                                           None if global_i is None else global_i[part], prototypes, bias)
+                                           None if global_i is None else global_i[part], read, bias)
         return x, macs
 
     def _kept_tokens(self, windows: Tensor, global_keep: Optional[Tensor], per_chunk: int) -> Iterator[Tensor]:
@@ -144,15 +145,16 @@ class TSAB(nn.Module):
                 yield self.norm1(tokens)
 
     def _update_chunk(self, windows: Tensor, local_keep: Optional[Tensor], global_keep: Optional[Tensor],
-                      prototypes: Tensor, bias: Tensor) -> int:
+                      read: Tuple[Tensor, ...], bias: Tensor) -> int:
         """One chunk of one image, in place: (K, S*S, D) window tokens, (K,) and (K, S*S) keep masks (None = all),
-        (M, D) updated prototypes. Returns the MACs of its local branch and MLP."""
+        the image's folded read-back (``PrototypeAttention.fold_read``). Returns the MACs of its local branch and
+        MLP."""
         k, n, d = windows.shape
         tokens = windows.view(k * n, d)
         if local_keep is None:
             normed = self.norm1(windows)
             loc = self.local_attn(normed, bias)
-            glob = self.global_attn.read_tokens(normed.view(k * n, d), prototypes)
+            glob = self.global_attn.read_tokens(normed.view(k * n, d), read)
             windows += loc
             tokens += glob
             tokens += self.mlp(self.norm2(tokens))
@@ -163,7 +165,7 @@ class TSAB(nn.Module):
         mlp_idx = (local_keep[:, None] | global_keep).reshape(-1).nonzero().squeeze(1)
         # both branches read the block input: compute them before writing either
         loc = self.local_attn(self.norm1(windows.index_select(0, win_idx)), bias) if win_idx.numel() else None
-        glob = (self.global_attn.read_tokens(self.norm1(tokens.index_select(0, tok_idx)), prototypes)
+        glob = (self.global_attn.read_tokens(self.norm1(tokens.index_select(0, tok_idx)), read)
                 if tok_idx.numel() else None)
         if loc is not None:
             windows.index_add_(0, win_idx, loc)
