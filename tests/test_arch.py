@@ -248,3 +248,19 @@ def test_conv_floor_inference_path_equals_autograd_path():
         got = floor(x)
     assert got.shape == (1, 3, 14, 18)
     assert torch.allclose(got, expected, atol=1e-6)
+
+
+def test_eval_with_autograd_keeps_gradients_and_result():
+    """In eval mode with autograd on, the masked-dense path runs: the same output and halting as the inference
+    path, and gradients reach the input."""
+    net = small_net().eval()
+    set_confidence_bias(net, 0.6)
+    x = torch.rand(1, 3, 16, 16, requires_grad=True)
+    out, aux = net(x, return_aux=True)
+    out.mean().backward()
+    assert x.grad is not None and x.grad.abs().sum() > 0
+    expected, aux_inference = run(net, x.detach(), True)
+    assert (out.detach() - expected).abs().max() <= 1e-5
+    assert 0 < torch.stack(aux['global_halted'][1:]).float().mean() < 1
+    for a, b in zip(aux['global_halted'], aux_inference['global_halted']):
+        assert torch.equal(a, b)

@@ -140,6 +140,10 @@ class AdaFormer(nn.Module):
 
     Attributes that may be changed after loading weights: ``halt_eps``, ``early_exit``, ``sparse_compute``
     (False = in eval, compute halted tokens too and mask them, for verification).
+
+    Halted tokens are skipped (and memory stays bounded) in eval mode without autograd (``torch.no_grad()`` or
+    ``torch.inference_mode()``, as BasicSR's test loop and ``basicsr infer`` run); in eval mode with autograd on, the
+    same result comes from the masked-dense path, which keeps gradients.
     """
 
     def __init__(self,
@@ -194,7 +198,9 @@ class AdaFormer(nn.Module):
         b, _, hp, wp = x.shape
         head = self.conv_first(x)
         feat = residual_blocks(self.encoder, head)
-        sparse = self.sparse_compute and not self.training
+        # the inference path (gathered, in place) needs eval mode and no autograd; with autograd on, eval runs the
+        # masked-dense path, so gradients (e.g. to the input) stay correct
+        sparse = self.sparse_compute and not self.training and not torch.is_grad_enabled()
         feat, aux = self.adam(
             feat, self.early_exit, self.halt_eps, sparse, need_confidences=return_aux or self.training)
         feat = residual_blocks(self.decoder, feat).add_(head)
