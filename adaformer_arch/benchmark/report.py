@@ -66,8 +66,8 @@ def markdown(result: Dict) -> str:
         latency_table(result), '',
         'Latency: wall clock of one forward (batch 1). Peak mem: ' + result['memory_method'] + '. GMACs: executed '
         'multiply-accumulates (see macs_method in bench.json). Sparsity: halted tokens, mean over blocks. GFLOP/s: '
-        '2 x MACs / median latency. % of GEMM: GFLOP/s over the GEMM ceiling (convolutions may exceed 100 %: fast '
-        'convolution algorithms do fewer multiplications than the MACs counted).',
+        '2 x MACs / median latency. % of GEMM: GFLOP/s over the GEMM ceiling (torch.mm; convolutions can exceed '
+        '100 % where their library uses wider vector units than the GEMM does, see docs/benchmark.md).',
     ]
     if any(r['random_weights'] for r in result['results']):
         parts += ['', '\\* random weights (AdaFormer: halting, hence its cost, is not representative).']
