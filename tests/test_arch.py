@@ -264,3 +264,12 @@ def test_eval_with_autograd_keeps_gradients_and_result():
     assert 0 < torch.stack(aux['global_halted'][1:]).float().mean() < 1
     for a, b in zip(aux['global_halted'], aux_inference['global_halted']):
         assert torch.equal(a, b)
+
+
+def test_fast_tanh():
+    x = torch.linspace(-30, 30, 10001)
+    with torch.no_grad():
+        assert torch.allclose(token_halting.fast_tanh(x.clone()), torch.tanh(x), atol=1e-6)
+    y = torch.randn(50, requires_grad=True)
+    token_halting.fast_tanh(y * 1.0).sum().backward()  # with autograd: torch.tanh
+    assert torch.allclose(y.grad, 1 - torch.tanh(y.detach())**2, atol=1e-6)

@@ -10,6 +10,15 @@ from .chunking import CHUNK_TOKENS
 from .window_attention import to_windows
 
 
+def fast_tanh(x: Tensor) -> Tensor:
+    """``tanh(x)``; without autograd computed in place as ``2 * sigmoid(2x) - 1`` (the same function): on the CPU
+    this build's ``torch.tanh`` is about ten times slower than ``torch.sigmoid`` (9.6 vs 1.0 ms over a 32x272x480
+    map, one thread), and it runs on every estimator call of an inference. With autograd: ``torch.tanh``."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return torch.tanh(x)
+    return x.mul_(2.0).sigmoid_().mul_(2.0).sub_(1.0)
+
+
 class ConfidenceEstimator(nn.Module):
     """Eq. 15: ``C = Sigmoid(Conv3x3(Tanh(Conv3x3(X))))``, one instance shared by all TSABs.
 
@@ -28,7 +37,7 @@ class ConfidenceEstimator(nn.Module):
         nn.init.constant_(self.conv2.bias, init_bias)
 
     def forward(self, x: Tensor) -> Tensor:
-        return torch.sigmoid(self.conv2(self.conv1(x).tanh_()))
+        return torch.sigmoid(self.conv2(fast_tanh(self.conv1(x))))
 
     def macs(self, height: int, width: int, batch: int) -> int:
         per_pixel = 9 * (self.conv1.in_channels * self.conv1.out_channels + self.conv2.in_channels)
@@ -65,7 +74,7 @@ class ConfidenceEstimator(nn.Module):
             in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)
             patches = x[bi[:, None, None], :, rows.clamp(0, h - 1)[:, :, None], cols.clamp(0, w - 1)[:, None, :]]
             patches = patches * (in_rows[:, :, None] & in_cols[:, None, :])[..., None]  # (K, S+4, S+4, D)
-            hidden = F.conv2d(patches.permute(0, 3, 1, 2), self.conv1.weight, self.conv1.bias).tanh_()
+            hidden = fast_tanh(F.conv2d(patches.permute(0, 3, 1, 2), self.conv1.weight, self.conv1.bias))
             inside = in_rows[:, 1:-1, None] & in_cols[:, None, 1:-1]  # (K, S+2, S+2)
             conf = torch.sigmoid(F.conv2d(hidden * inside[:, None], self.conv2.weight, self.conv2.bias))
             out.view(b, nh, s, nw, s)[bi, wi, :, wj, :] = conf[:, 0]  # (K, S, S) into their windows
