@@ -8,6 +8,7 @@ from adaformer_arch.archs import token_halting, tsab
 from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
+from adaformer_arch.archs.token_linear import token_linear
 from adaformer_arch.archs.window_attention import from_windows, to_windows
 from basicsr.archs import build_network
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
@@ -273,3 +274,16 @@ def test_fast_tanh():
     y = torch.randn(50, requires_grad=True)
     token_halting.fast_tanh(y * 1.0).sum().backward()  # with autograd: torch.tanh
     assert torch.allclose(y.grad, 1 - torch.tanh(y.detach())**2, atol=1e-6)
+
+
+def test_token_linear_equals_linear():
+    torch.manual_seed(0)
+    x, weight, bias = torch.randn(300, 64), torch.randn(128, 64), torch.randn(128)
+    expected = F.linear(x, weight, bias)
+    with torch.no_grad():
+        assert torch.allclose(token_linear(x, weight, bias), expected, atol=1e-4)  # the 1x1-convolution route
+        assert torch.allclose(token_linear(x.t().contiguous().t(), weight, bias), expected, atol=1e-4)
+    x.requires_grad_(True)
+    out = token_linear(x, weight, bias)  # with autograd: F.linear
+    out.sum().backward()
+    assert torch.allclose(x.grad, weight.sum(0).expand_as(x), atol=1e-4)

@@ -8,6 +8,7 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .chunking import CHUNK_TOKENS, chunked
+from .token_linear import token_linear
 
 
 class PrototypeAttention(nn.Module):
@@ -97,10 +98,10 @@ class PrototypeAttention(nn.Module):
         b_k, b_v = self.token_qkv.bias[d:2 * d], self.token_qkv.bias[2 * d:]
         q = self.proto_q(self.prototypes) * self.head_scale  # (M, D)
         q_bd = torch.block_diag(*[q[:, h * dh:(h + 1) * dh].t() for h in range(heads)])  # (D, heads*M)
-        logit_weight, logit_bias = w_k.t() @ q_bd, b_k @ q_bd  # (D, heads*M), (heads*M,)
+        logit_weight, logit_bias = q_bd.t() @ w_k, b_k @ q_bd  # (heads*M, D), (heads*M,): a linear layer
         peak = total = acc = None
         for tokens in chunks:
-            logits = torch.addmm(logit_bias, tokens, logit_weight)  # (n_i, heads*M)
+            logits = token_linear(tokens, logit_weight, logit_bias)  # (n_i, heads*M)
             new_peak = logits.amax(dim=0)
             if peak is not None:
                 new_peak = torch.maximum(new_peak, peak)
@@ -127,7 +128,8 @@ class PrototypeAttention(nn.Module):
         b_p`` on the normalised tokens X: no per-token queries, no head split or merge.
 
         Returns:
-            logit weight (D, heads*M), logit bias (heads*M,), output weight (heads*M, D), output bias (D,).
+            the two linear layers as (weight, bias, weight, bias): logits (heads*M, D), (heads*M,); output
+            (D, heads*M), (D,).
         """
         d, heads = self.dim, self.num_heads
         dh = d // heads
@@ -135,16 +137,16 @@ class PrototypeAttention(nn.Module):
         k_bd = torch.block_diag(*[k[:, h * dh:(h + 1) * dh].t() for h in range(heads)]) * self.head_scale
         v_bd = torch.block_diag(*[v[:, h * dh:(h + 1) * dh] for h in range(heads)])  # (heads*M, D)
         w_q, b_q = self.token_qkv.weight[:d], self.token_qkv.bias[:d]
-        return w_q.t() @ k_bd, b_q @ k_bd, v_bd @ self.proj.weight.t(), self.proj.bias
+        return k_bd.t() @ w_q, b_q @ k_bd, self.proj.weight @ v_bd.t(), self.proj.bias
 
     @torch.no_grad()
     def read_tokens(self, tokens: Tensor, folded: Tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:
         """Eqs. 12-13 for one chunk of one image: (n, D) normalised tokens, :meth:`fold_read` of its prototypes ->
         (n, D)."""
         logit_weight, logit_bias, out_weight, out_bias = folded
-        logits = torch.addmm(logit_bias, tokens, logit_weight)  # (n, heads*M)
+        logits = token_linear(tokens, logit_weight, logit_bias)  # (n, heads*M)
         probs = logits.view(tokens.shape[0], self.num_heads, self.num_prototypes).softmax(dim=-1)
-        return torch.addmm(out_bias, probs.view_as(logits), out_weight)
+        return token_linear(probs.view_as(logits), out_weight, out_bias)
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""

@@ -27,11 +27,13 @@ from .chunking import CHUNK_TOKENS, chunked
 # On a GPU, where every chunk costs kernel launches and caches matter less, chunks of CHUNK_TOKENS.
 INFERENCE_CHUNK_TOKENS = 4096
 from .prototype_attention import PrototypeAttention
+from .token_linear import token_linear
 from .window_attention import WindowAttention
 
 
 class Mlp(nn.Module):
-    """Token MLP (the paper's 1x1 conv - GELU - 1x1 conv). (..., D) -> (..., D)."""
+    """Token MLP (the paper's 1x1 conv - GELU - 1x1 conv). (..., D) -> (..., D); (T, D) token lists go through
+    :func:`token_linear`."""
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
@@ -40,7 +42,10 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.fc2(self.act(self.fc1(x)))
+        if x.dim() != 2:
+            return self.fc2(self.act(self.fc1(x)))
+        hidden = self.act(token_linear(x, self.fc1.weight, self.fc1.bias))
+        return token_linear(hidden, self.fc2.weight, self.fc2.bias)
 
     def macs(self, num_tokens: int) -> int:
         return num_tokens * 2 * self.fc1.in_features * self.fc1.out_features

@@ -8,6 +8,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from .token_linear import token_linear
+
 
 def to_windows(x: Tensor, window_size: int) -> Tensor:
     """(B, C, H, W) feature map -> (B, nW, S*S, C) window-major tokens, H and W multiples of S.
@@ -72,8 +74,8 @@ class WindowAttention(nn.Module):
         k, n, d = windows.shape
         qkv = self.qkv(windows).view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
-        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
-        return self.proj(out.transpose(1, 2).reshape(k, n, d))
+        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).transpose(1, 2).reshape(k * n, d)
+        return token_linear(out, self.proj.weight, self.proj.bias).view(k, n, d)
 
     def macs(self, num_windows: int) -> int:
         """Multiply-accumulates of :meth:`forward` on ``num_windows`` windows."""
