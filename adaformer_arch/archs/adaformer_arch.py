@@ -59,11 +59,13 @@ class AdaM(nn.Module):
                  num_prototypes: int, mlp_ratio: float) -> None:
         super().__init__()
         self.window_size = window_size
-        self.conv_in = nn.Conv2d(num_feat, embed_dim, 1)
+        # 1x1 convs with channels-last weights, like their input: PyTorch then sends them to oneDNN, while a
+        # contiguous 1x1 weight on a channels-last input takes a slower generic path (15 vs 23 ms at 480x270)
+        self.conv_in = nn.Conv2d(num_feat, embed_dim, 1).to(memory_format=torch.channels_last)
         self.blocks = nn.ModuleList(
             [TSAB(embed_dim, num_heads, window_size, num_prototypes, mlp_ratio) for _ in range(depth)])
         self.estimator = ConfidenceEstimator(embed_dim)
-        self.conv_out = nn.Conv2d(embed_dim, num_feat, 1)
+        self.conv_out = nn.Conv2d(embed_dim, num_feat, 1).to(memory_format=torch.channels_last)
         self.apply(self._init_linear)
 
     @staticmethod

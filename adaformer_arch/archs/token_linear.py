@@ -11,9 +11,9 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
 
     On the CPU without autograd the product runs as a 1x1 convolution over a channels-last view of the tokens (no
     copy), which PyTorch hands to oneDNN's JIT kernels instead of the BLAS GEMM behind ``F.linear``. Measured on this
-    project's AMD EPYC (AVX-512), 4096 tokens, 2 threads: 1.7-2.6x faster for 64- and 128-wide outputs, equal on one
-    thread, slower for a 64->192 layer (which therefore stays ``F.linear``; docs/benchmark.md). On a GPU, with
-    autograd, or for other layouts: ``F.linear``.
+    project's AMD EPYC (AVX-512), 4096 tokens, 2 threads: about 2x faster for the 64->64/128/192 and 128->64 layers
+    of a TSAB, equal on one thread (docs/benchmark.md). On a GPU, with autograd, or for other layouts:
+    ``F.linear``.
     """
     if x.device.type != 'cpu' or torch.is_grad_enabled() or x.dim() != 2 or not x.is_contiguous():
         return F.linear(x, weight, bias)

@@ -72,7 +72,8 @@ class WindowAttention(nn.Module):
     def forward(self, windows: Tensor, bias: Tensor) -> Tensor:
         """(K, S*S, D) normalised window tokens, (1, heads, S*S, S*S) bias -> (K, S*S, D) attention output."""
         k, n, d = windows.shape
-        qkv = self.qkv(windows).view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+        qkv = token_linear(windows.reshape(k * n, d), self.qkv.weight, self.qkv.bias)
+        qkv = qkv.view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
         out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).transpose(1, 2).reshape(k * n, d)
         return token_linear(out, self.proj.weight, self.proj.bias).view(k, n, d)
