@@ -5,6 +5,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+ROW_BUCKET = 256  # token counts are rounded up to a multiple of this (a 4096-token chunk: at most 16 shapes)
+
 
 def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     """(n, C_in) tokens, (C_out, C_in) weight, (C_out,) bias -> (n, C_out) = ``F.linear(x, weight, bias)``.
@@ -14,9 +16,16 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     project's AMD EPYC (AVX-512), 4096 tokens, 2 threads: about 2x faster for the 64->64/128/192 and 128->64 layers
     of a TSAB, equal on one thread (docs/benchmark.md). On a GPU, with autograd, or for other layouts:
     ``F.linear``.
+
+    oneDNN builds (JIT-compiles) a kernel for every new input shape and keeps a limited number of them; the
+    gathered token sets of the sparse path have a new length almost every call, so the rows are padded with zeros
+    to a multiple of ``ROW_BUCKET``: a few shapes per layer, built once, instead of a new kernel per call.
     """
     if x.device.type != 'cpu' or torch.is_grad_enabled() or x.dim() != 2 or not x.is_contiguous():
         return F.linear(x, weight, bias)
     n, c_in = x.shape
-    out = F.conv2d(x.view(1, 1, n, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)  # (1, C_out, 1, n)
-    return out.permute(0, 2, 3, 1).reshape(n, -1)
+    pad = -n % ROW_BUCKET
+    if pad:
+        x = torch.cat([x, x.new_zeros(pad, c_in)])
+    out = F.conv2d(x.view(1, 1, n + pad, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (1, C_out, 1, n') -> (n, C_out)
