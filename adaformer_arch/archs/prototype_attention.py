@@ -80,6 +80,13 @@ class PrototypeAttention(nn.Module):
     # Inference path: one image at a time, its kept tokens given in chunks, so that nothing of the size of the image
     # is allocated (TSAB.forward_inference).
 
+    def _block_diagonal(self, x: Tensor) -> Tensor:
+        """(M, D) prototype-side rows -> (D, heads*M): the D/heads columns of head h, transposed, in rows
+        h*D/heads.. and columns h*M.., zeros elsewhere; so one GEMM with (n, D) tokens gives every head's products
+        without splitting the tokens into heads."""
+        dh = self.dim // self.num_heads
+        return torch.block_diag(*[x[:, h * dh:(h + 1) * dh].t() for h in range(self.num_heads)])
+
     @torch.no_grad()
     def gather_prototypes(self, chunks: Iterable[Tensor]) -> Tensor:
         """Eqs. 10-11 over the kept tokens of one image, given as chunks of (n_i, D) normalised tokens -> (M, D).
@@ -97,7 +104,7 @@ class PrototypeAttention(nn.Module):
         w_k, w_v = self.token_qkv.weight[d:2 * d], self.token_qkv.weight[2 * d:]
         b_k, b_v = self.token_qkv.bias[d:2 * d], self.token_qkv.bias[2 * d:]
         q = self.proto_q(self.prototypes) * self.head_scale  # (M, D)
-        q_bd = torch.block_diag(*[q[:, h * dh:(h + 1) * dh].t() for h in range(heads)])  # (D, heads*M)
+        q_bd = self._block_diagonal(q)  # (D, heads*M)
         logit_weight, logit_bias = q_bd.t() @ w_k, b_k @ q_bd  # (heads*M, D), (heads*M,): a linear layer
         peak = total = acc = None
         for tokens in chunks:
@@ -131,13 +138,12 @@ class PrototypeAttention(nn.Module):
             the two linear layers as (weight, bias, weight, bias): logits (heads*M, D), (heads*M,); output
             (D, heads*M), (D,).
         """
-        d, heads = self.dim, self.num_heads
-        dh = d // heads
+        d = self.dim
         k, v = self.proto_kv(prototypes).chunk(2, dim=-1)  # (M, D) each
-        k_bd = torch.block_diag(*[k[:, h * dh:(h + 1) * dh].t() for h in range(heads)]) * self.head_scale
-        v_bd = torch.block_diag(*[v[:, h * dh:(h + 1) * dh] for h in range(heads)])  # (heads*M, D)
+        k_bd = self._block_diagonal(k) * self.head_scale  # (D, heads*M)
+        v_bd_t = self._block_diagonal(v)  # (D, heads*M): V_bd transposed
         w_q, b_q = self.token_qkv.weight[:d], self.token_qkv.bias[:d]
-        return k_bd.t() @ w_q, b_q @ k_bd, self.proj.weight @ v_bd.t(), self.proj.bias
+        return k_bd.t() @ w_q, b_q @ k_bd, self.proj.weight @ v_bd_t, self.proj.bias
 
     @torch.no_grad()
     def read_tokens(self, tokens: Tensor, folded: Tuple[Tensor, Tensor, Tensor, Tensor]) -> Tensor:

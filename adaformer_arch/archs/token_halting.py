@@ -7,9 +7,9 @@ from torch import Tensor, nn
 from torch.nn import functional as F
 
 from .chunking import CHUNK_TOKENS
+from .window_attention import to_windows
 
 WINDOW_BUCKET = 16  # windows per call of the windowed estimator are rounded up to a multiple of this
-from .window_attention import to_windows
 
 
 def fast_tanh(x: Tensor) -> Tensor:

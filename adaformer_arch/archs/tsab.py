@@ -20,20 +20,19 @@ import torch
 from torch import Tensor, nn
 
 from .chunking import CHUNK_TOKENS, chunked
+from .prototype_attention import PrototypeAttention
+from .token_linear import token_linear
+from .window_attention import WindowAttention
 
 # Tokens per step of the inference path on the CPU: a chunk's tokens and the temporaries of one block (about 1 MB
 # each at D=64) stay in the CPU caches from one operation to the next. Measured at LR 480x270: the 6 blocks take 35 %
 # less time than with 64k-token chunks (one thread; 37 % with two); 1k-16k tokens are within a few % of each other.
 # On a GPU, where every chunk costs kernel launches and caches matter less, chunks of CHUNK_TOKENS.
 INFERENCE_CHUNK_TOKENS = 4096
-from .prototype_attention import PrototypeAttention
-from .token_linear import token_linear
-from .window_attention import WindowAttention
 
 
 class Mlp(nn.Module):
-    """Token MLP (the paper's 1x1 conv - GELU - 1x1 conv). (..., D) -> (..., D); (T, D) token lists go through
-    :func:`token_linear`."""
+    """Token MLP (the paper's 1x1 conv - GELU - 1x1 conv). (..., D) -> (..., D), through :func:`token_linear`."""
 
     def __init__(self, dim: int, hidden_dim: int) -> None:
         super().__init__()
@@ -42,8 +41,6 @@ class Mlp(nn.Module):
         self.fc2 = nn.Linear(hidden_dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:
-        if x.dim() != 2:
-            return self.fc2(self.act(self.fc1(x)))
         hidden = self.act(token_linear(x, self.fc1.weight, self.fc1.bias))
         return token_linear(hidden, self.fc2.weight, self.fc2.bias)
 
