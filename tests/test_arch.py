@@ -80,7 +80,8 @@ def run(net, x, sparse):
         return net(x, return_aux=True)
 
 
-@pytest.mark.parametrize('chunk_tokens', [None, 20])  # one chunk; one window (16 tokens) per chunk
+# one chunk; chunks of one window (16 tokens), of two windows of a window row (5 per row), of two whole rows
+@pytest.mark.parametrize('chunk_tokens', [None, 20, 40, 200])
 @pytest.mark.parametrize('bias', [-6.0, 0.0, 0.6, 8.0])  # nothing, partial (two levels), everything halts
 def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
     """The inference path (in place, gathered, in chunks of windows, prototypes accumulated over chunks) gives the
@@ -107,6 +108,15 @@ def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
         assert 0.0 < halted < 1.0
     if bias > -5:
         assert aux_sparse['macs'] < aux_dense['macs']
+
+
+@pytest.mark.parametrize('rows, cols, per_chunk', [(3, 5, 2), (3, 5, 5), (4, 5, 12), (1, 7, 100), (5, 1, 1)])
+def test_window_chunks_cover_every_window_once(rows, cols, per_chunk):
+    seen = torch.zeros(rows, cols, dtype=torch.long)
+    for r, c in tsab.window_chunks(rows, cols, per_chunk):
+        assert seen[r, c].numel() <= max(per_chunk, cols)
+        seen[r, c] += 1
+    assert torch.all(seen == 1)
 
 
 @pytest.mark.parametrize('res_scale', [1.0, 0.5])
@@ -203,11 +213,12 @@ def test_halted_tokens_are_frozen():
     """A token halted in both branches leaves a block unchanged, so its output equals the block input."""
     net = small_net().eval()
     block = net.adam.blocks[1]
-    x = torch.randn(1, 4, 16, 16)
-    local_keep = torch.tensor([[True, False, True, False]])
-    global_keep = torch.rand(1, 64) > 0.5
+    x = torch.randn(1, 8, 8, 16)  # row-major map, 2 x 2 windows of 4 x 4
+    local_keep = torch.tensor([[[True, False], [True, False]]])
+    global_keep = torch.rand(1, 8, 8) > 0.5
     out, _ = block.forward_inference(x.clone(), local_keep, global_keep)
-    frozen = (~local_keep[:, :, None] & ~global_keep.view(1, 4, 16))[..., None].expand_as(x)
+    window_keep = local_keep.repeat_interleave(4, dim=1).repeat_interleave(4, dim=2)
+    frozen = (~window_keep & ~global_keep)[..., None].expand_as(x)
     assert frozen.any()
     assert torch.equal(out[frozen], x[frozen])
     assert not torch.equal(out[~frozen], x[~frozen])

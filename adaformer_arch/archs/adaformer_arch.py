@@ -78,24 +78,29 @@ class AdaM(nn.Module):
                 need_confidences: bool) -> Tuple[Tensor, Dict]:
         b, _, h, w = x.shape
         s = self.window_size
-        tokens = to_windows(self.conv_in(x), s).contiguous()  # (B, nW, S*S, D); the inference path needs views
+        feat = self.conv_in(x).contiguous(memory_format=torch.channels_last)  # (B, D, H, W)
+        # inference: the blocks update the row-major (B, H, W, D) memory of ``feat`` in place, which the estimator
+        # and conv_out then read without a copy; training: window-major tokens (B, nW, S*S, D)
+        tokens = feat.permute(0, 2, 3, 1) if sparse else to_windows(feat, s)
         state = HaltingState(window_size=s, threshold=1.0 - halt_eps)
         confidences = []
         macs = conv_macs(self.conv_in, h, w, b) + conv_macs(self.conv_out, h, w, b)
         for depth, block in enumerate(self.blocks):
             state.record(x)
-            masks = state.keep_masks() if early_exit else None
-            needed = state.needed_windows() if early_exit and sparse else None
             if sparse:  # in place, only the kept tokens, bounded temporaries
+                masks = state.map_keep_masks() if early_exit else None
+                needed = state.needed_windows() if early_exit else None
                 tokens, block_macs = block.forward_inference(tokens, *(masks or ()))
             else:
+                masks = state.keep_masks() if early_exit else None
+                needed = None
                 tokens, block_macs = block.forward_dense(tokens, *(masks or ()))
             macs += block_macs
             is_last = depth == len(self.blocks) - 1
             if need_confidences or (early_exit and not is_last):
                 # The estimator sees detached features: it is trained by L_USL alone, and L_USL does not push the
                 # SR features towards being "confident" at the expense of reconstruction (Eq. 15, as released).
-                features = from_windows(tokens, s, h, w).detach()
+                features = (feat if sparse else from_windows(tokens, s, h, w)).detach()
                 if needed is None or needed.float().mean() > WINDOWED_ESTIMATOR_MAX_FRACTION:
                     confidence = self.estimator(features)
                     macs += self.estimator.macs(h, w, b)
@@ -106,9 +111,10 @@ class AdaM(nn.Module):
                 confidences.append(confidence)
                 if early_exit:
                     state.update(confidence)
-        features = from_windows(tokens, s, h, w)
+        if not sparse:
+            feat = from_windows(tokens, s, h, w)
         del tokens  # at 8K sizes every feature map counts
-        out = self.conv_out(features).add_(x)
+        out = self.conv_out(feat).add_(x)
         aux = {
             'confidences': confidences,
             'global_halted': state.history_token,

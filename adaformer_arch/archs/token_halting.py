@@ -140,3 +140,9 @@ class HaltingState:
         local_keep = ~self.window_halted.reshape(b, -1)
         global_keep = ~to_windows(self.token_halted, self.window_size).reshape(b, -1)
         return local_keep, global_keep
+
+    def map_keep_masks(self) -> Optional[tuple]:
+        """(local_keep (B, H/S, W/S), global_keep (B, H, W)) in map order, or None while nothing halted."""
+        if self.token_halted is None:
+            return None
+        return ~self.window_halted[:, 0], ~self.token_halted[:, 0]

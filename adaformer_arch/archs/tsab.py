@@ -10,9 +10,9 @@ One block is, for window-major tokens ``x`` of shape (B, nW, S*S, D)::
 by the MLP. With no masks (the first block, or early exit off) every token is computed.
 
 * :meth:`TSAB.forward_dense` computes every token and multiplies by the masks (training, verification).
-* :meth:`TSAB.forward_inference` gathers only the kept windows/tokens, computes them and scatters the results back,
-  in place and in chunks of windows (bounded memory). Both give the same result; this path is what makes halted
-  tokens free.
+* :meth:`TSAB.forward_inference` works on a row-major token map in place: it gathers only the kept windows/tokens,
+  computes them and scatters the results back, in chunks of windows (bounded memory). Both give the same result;
+  this path is what makes halted tokens free.
 """
 from typing import Iterator, Optional, Tuple
 
@@ -22,13 +22,26 @@ from torch import Tensor, nn
 from .chunking import CHUNK_TOKENS, chunked
 from .prototype_attention import PrototypeAttention
 from .token_linear import token_linear
-from .window_attention import WindowAttention
+from .window_attention import WindowAttention, window_grid
 
 # Tokens per step of the inference path on the CPU: a chunk's tokens and the temporaries of one block (about 1 MB
 # each at D=64) stay in the CPU caches from one operation to the next. Measured at LR 480x270: the 6 blocks take 35 %
 # less time than with 64k-token chunks (one thread; 37 % with two); 1k-16k tokens are within a few % of each other.
 # On a GPU, where every chunk costs kernel launches and caches matter less, chunks of CHUNK_TOKENS.
 INFERENCE_CHUNK_TOKENS = 4096
+
+
+def window_chunks(rows: int, cols: int, per_chunk: int) -> Iterator[Tuple[slice, slice]]:
+    """Splits a (rows, cols) grid of windows into rectangles of at most ``per_chunk`` windows (about that many):
+    runs of whole window rows when a row has at most ``per_chunk`` windows, else segments of one row."""
+    if cols <= per_chunk:
+        step = per_chunk // cols
+        for r in range(0, rows, step):
+            yield slice(r, min(r + step, rows)), slice(0, cols)
+    else:
+        for r in range(rows):
+            for c in range(0, cols, per_chunk):
+                yield slice(r, r + 1), slice(c, min(c + per_chunk, cols))
 
 
 class Mlp(nn.Module):
@@ -110,43 +123,62 @@ class TSAB(nn.Module):
                           x: Tensor,
                           local_keep: Optional[Tensor] = None,
                           global_keep: Optional[Tensor] = None) -> Tuple[Tensor, int]:
-        """Inference path: same arguments and result as :meth:`forward_dense`, but ``x`` is updated in place, only
-        kept windows/tokens are computed (gather -> compute -> scatter), and the work runs image by image over
-        chunks of windows, so that besides ``x`` only chunk-sized temporaries are allocated, whatever the image
-        size.
+        """Inference path: the result of :meth:`forward_dense`, on a row-major map updated in place; only kept
+        windows/tokens are computed (gather -> compute -> scatter), image by image over chunks of windows, so that
+        besides ``x`` only chunk-sized temporaries are allocated, whatever the image size.
 
-        In place is exact: the prototypes first read every kept token of the image (Eqs. 10-11); after that, a
-        chunk's local and global updates and its MLP read only the chunk's own tokens, which no other chunk writes.
+        The map stays row-major (the memory of AdaM's channels-last feature map), so the confidence estimator and
+        the output convolution read it without a copy; each chunk is copied to window-major order and back, in the
+        CPU caches. In place is exact: the prototypes first read every kept token of the image (Eqs. 10-11); after
+        that, a chunk's local and global updates and its MLP read only the chunk's own tokens, which no other chunk
+        writes.
+
+        Args:
+            x: (B, H, W, D) contiguous token map, H and W multiples of S; updated in place.
+            local_keep: (B, H/S, W/S) bool, True = window computed; None = all.
+            global_keep: (B, H, W) bool, True = token computed; None = all. Given iff ``local_keep`` is.
+
+        Returns:
+            ``x`` and the MACs executed.
         """
-        b, nw, n, d = x.shape
+        b, h, w, d = x.shape
+        s = self.local_attn.window_size
+        n = s * s
         chunk_tokens = INFERENCE_CHUNK_TOKENS if x.device.type == 'cpu' else CHUNK_TOKENS
-        per_chunk = max(1, chunk_tokens // n)  # windows per chunk
         bias = self.local_attn.position_bias()
         macs = 0
         for i in range(b):
-            windows = x[i]  # (nW, S*S, D) view
-            local_i = None if local_keep is None else local_keep[i]
-            global_i = None if global_keep is None else global_keep[i].view(nw, n)
+            image = x[i]  # (H, W, D) view
+            keep = None if global_keep is None else global_keep[i]
+            flat_keep = None if keep is None else keep.reshape(-1)
             prototypes = self.global_attn.gather_prototypes(
-                self._kept_tokens(windows, global_i, per_chunk))  # Eqs. 10-11, before any token changes
+                self._kept_tokens(image.view(-1, d), flat_keep, chunk_tokens))  # Eqs. 10-11, before any update
             read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per chunk
-            kept_tokens = nw * n if global_i is None else int(global_i.sum())
+            kept_tokens = h * w if flat_keep is None else int(flat_keep.sum())
             if kept_tokens:
                 macs += self.global_attn.macs(kept_tokens, 1)
-            for start in range(0, nw, per_chunk):
-                part = slice(start, start + per_chunk)
-                macs += self._update_chunk(windows[part], None if local_i is None else local_i[part],
-                                           None if global_i is None else global_i[part], read, bias)
+            for rows, cols in window_chunks(h // s, w // s, max(1, chunk_tokens // n)):
+                pixels = slice(rows.start * s, rows.stop * s), slice(cols.start * s, cols.stop * s)
+                local_i = global_i = None
+                if keep is not None:
+                    local_i = local_keep[i, rows, cols].reshape(-1)
+                    global_i = window_grid(keep[pixels][..., None], s).transpose(1, 2).reshape(-1, n)
+                    if not (local_i.any() or global_i.any()):
+                        continue  # every token of the chunk is frozen
+                grid = window_grid(image[pixels], s)  # (h', S, w', S, D) view
+                windows = grid.transpose(1, 2).reshape(-1, n, d)  # window-major copy of the chunk
+                macs += self._update_chunk(windows, local_i, global_i, read, bias)
+                grid.copy_(windows.view(grid.shape[0], grid.shape[2], s, s, d).transpose(1, 2))
         return x, macs
 
-    def _kept_tokens(self, windows: Tensor, global_keep: Optional[Tensor], per_chunk: int) -> Iterator[Tensor]:
-        """Yields the normalised kept tokens (n_i, D) of one image, chunk by chunk."""
-        for start in range(0, windows.shape[0], per_chunk):
-            tokens = windows[start:start + per_chunk].reshape(-1, windows.shape[-1])
-            if global_keep is not None:
-                tokens = tokens[global_keep[start:start + per_chunk].reshape(-1)]
-            if tokens.shape[0]:
-                yield self.norm1(tokens)
+    def _kept_tokens(self, tokens: Tensor, keep: Optional[Tensor], chunk: int) -> Iterator[Tensor]:
+        """(T, D) tokens of one image, optional (T,) bool keep mask -> the normalised kept tokens, chunk by chunk."""
+        for start in range(0, tokens.shape[0], chunk):
+            part = tokens[start:start + chunk]
+            if keep is not None:
+                part = part[keep[start:start + chunk]]
+            if part.shape[0]:
+                yield self.norm1(part)
 
     def _update_chunk(self, windows: Tensor, local_keep: Optional[Tensor], global_keep: Optional[Tensor],
                       read: Tuple[Tensor, ...], bias: Tensor) -> int:

@@ -32,6 +32,13 @@ def from_windows(tokens: Tensor, window_size: int, height: int, width: int) -> T
     return x.permute(0, 3, 1, 2)
 
 
+def window_grid(x: Tensor, window_size: int) -> Tensor:
+    """(H, W, C) row-major map -> (H/S, S, W/S, S, C) view of it: window (i, j) is ``[i, :, j]``. Its
+    ``transpose(1, 2)`` reshaped to (nW, S*S, C) gives the window-major tokens of the map (one copy)."""
+    h, w, c = x.shape
+    return x.view(h // window_size, window_size, w // window_size, window_size, c)
+
+
 def relative_position_index(window_size: int) -> Tensor:
     """(S*S, S*S) index into a ((2S-1)^2)-entry bias table, as in Swin/SwinIR."""
     s = window_size
