@@ -119,6 +119,25 @@ def test_window_chunks_cover_every_window_once(rows, cols, per_chunk):
     assert torch.all(seen == 1)
 
 
+@pytest.mark.parametrize('n, multiple', [(1, 4), (4, 4), (5, 4), (300, 256)])
+def test_bucketed_index_repeats_its_last_entry(n, multiple):
+    index = torch.randperm(1000)[:n]
+    got = tsab.bucketed(index, multiple)
+    assert got.numel() % multiple == 0 and got.numel() - n < multiple
+    assert torch.equal(got[:n], index) and torch.all(got[n:] == index[-1])
+
+
+@pytest.mark.parametrize('size', [(13, 3), (4, 4)])  # one window wide: the chunks are views of the map itself
+def test_sparse_equals_masked_dense_on_one_window_wide_maps(size):
+    net = small_net().eval()
+    set_confidence_bias(net, 0.6)
+    x = torch.rand(1, 3, *size)
+    out_sparse, aux_sparse = run(net, x, True)
+    out_dense, aux_dense = run(net, x, False)
+    assert (out_sparse - out_dense).abs().max() <= 1e-5
+    assert all(torch.equal(a, b) for a, b in zip(aux_sparse['global_halted'], aux_dense['global_halted']))
+
+
 @pytest.mark.parametrize('res_scale', [1.0, 0.5])
 def test_residual_blocks_in_place_equal_basicsr(res_scale):
     blocks = make_layer(ResidualBlockNoBN, 3, num_feat=8, res_scale=res_scale)
@@ -248,7 +267,8 @@ def test_windowed_confidence_matches_full_map():
     selected = F.interpolate(windows.view(2, 1, 3, 4).float(), scale_factor=4).bool()
     assert torch.allclose(got[selected], full[selected], atol=1e-6)
     assert torch.all(got[~selected] == -1.0)
-    assert macs == windows.sum().item() * (6 * 6 * 9 * 16 * 8 + 16 * 9 * 8)
+    hidden = est.conv1.out_channels
+    assert macs == windows.sum().item() * (6 * 6 * 9 * 16 * hidden + 16 * 9 * hidden)
 
 
 def test_conv_floor_inference_path_equals_autograd_path():

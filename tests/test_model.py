@@ -78,6 +78,29 @@ def test_estimator_lr_mult_must_be_positive(tmp_path):
         _built(tmp_path, estimator_lr_mult=0)
 
 
+def test_estimator_only_trains_the_estimator_and_nothing_else(tmp_path):
+    model = _built(tmp_path, estimator_only=True, estimator_lr_mult=10)
+    (group,) = model.optimizer_g.param_groups
+    assert group['lr'] == pytest.approx(10 * model.opt['train']['optim_g']['lr'])
+    estimator = {id(p) for p in model.net_g.adam.estimator.parameters()}
+    assert {id(p) for p in group['params']} == estimator
+    before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+    model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16), 'lq_path': ['a.png', 'b.png']})
+    model.optimize_parameters(1)
+    after = model.net_g.state_dict()
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith('adam.estimator.') for k in changed)
+
+
+def test_estimator_only_needs_the_uncertainty_loss(tmp_path):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path))
+    opt['train']['estimator_only'] = True
+    del opt['train']['uncertainty_opt']
+    with pytest.raises(ValueError, match='estimator_only trains the confidence estimator with L_USL'):
+        build_model(opt)
+
+
 def test_windowed_network_gets_its_input_padded_and_output_cropped(tmp_path):
     swinir = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4, 'img_range': 1.,
               'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',

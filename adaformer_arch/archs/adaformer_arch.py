@@ -56,7 +56,7 @@ class AdaM(nn.Module):
     residual around all of it. (B, C, H, W) -> (B, C, H, W), H and W multiples of the window size."""
 
     def __init__(self, num_feat: int, embed_dim: int, depth: int, num_heads: int, window_size: int,
-                 num_prototypes: int, mlp_ratio: float) -> None:
+                 num_prototypes: int, mlp_ratio: float, estimator_dim: int) -> None:
         super().__init__()
         self.window_size = window_size
         # 1x1 convs with channels-last weights, like their input: PyTorch then sends them to oneDNN, while a
@@ -64,7 +64,7 @@ class AdaM(nn.Module):
         self.conv_in = nn.Conv2d(num_feat, embed_dim, 1).to(memory_format=torch.channels_last)
         self.blocks = nn.ModuleList(
             [TSAB(embed_dim, num_heads, window_size, num_prototypes, mlp_ratio) for _ in range(depth)])
-        self.estimator = ConfidenceEstimator(embed_dim)
+        self.estimator = ConfidenceEstimator(embed_dim, estimator_dim)
         self.conv_out = nn.Conv2d(embed_dim, num_feat, 1).to(memory_format=torch.channels_last)
         self.apply(self._init_linear)
 
@@ -141,6 +141,7 @@ class AdaFormer(nn.Module):
         window_size: local window side S (inputs are reflect-padded to a multiple of it).
         num_prototypes: M of the global branch.
         mlp_ratio: MLP hidden width / D.
+        estimator_dim: hidden channels of the confidence estimator (not given by the paper; see docs/decisions.md).
         halt_eps: epsilon_h; a token halts once its accumulated confidence reaches 1 - halt_eps.
         early_exit: False disables halting (the dense model).
         img_range: input scaling after mean subtraction.
@@ -167,6 +168,7 @@ class AdaFormer(nn.Module):
                  window_size: int = 8,
                  num_prototypes: int = 16,
                  mlp_ratio: float = 2.,
+                 estimator_dim: int = 16,
                  halt_eps: float = 0.05,
                  early_exit: bool = True,
                  img_range: float = 1.,
@@ -174,6 +176,8 @@ class AdaFormer(nn.Module):
         super().__init__()
         if len(rgb_mean) != num_in_ch:
             raise ValueError(f'rgb_mean has {len(rgb_mean)} values but num_in_ch={num_in_ch}')
+        if estimator_dim < 1:
+            raise ValueError(f'estimator_dim must be >= 1, got {estimator_dim}')
         if not 0.0 <= halt_eps < 1.0:
             raise ValueError(f'halt_eps must be in [0, 1), got {halt_eps}')
         self.upscale = upscale
@@ -186,7 +190,8 @@ class AdaFormer(nn.Module):
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
         self.encoder = make_layer(ResidualBlockNoBN, num_block_enc, num_feat=num_feat)
-        self.adam = AdaM(num_feat, embed_dim, depth, num_heads, window_size, num_prototypes, mlp_ratio)
+        self.adam = AdaM(num_feat, embed_dim, depth, num_heads, window_size, num_prototypes, mlp_ratio,
+                         estimator_dim)
         self.decoder = make_layer(ResidualBlockNoBN, num_block_dec, num_feat=num_feat)
         self.conv_up = nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)

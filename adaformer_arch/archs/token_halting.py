@@ -26,16 +26,19 @@ class ConfidenceEstimator(nn.Module):
 
     (B, D, H, W) features -> (B, 1, H, W) confidence in (0, 1).
 
+    ``hidden`` is the width of the first convolution. The paper does not give it; 16 (a quarter of D=64) costs
+    9.4k MACs per pixel and call, half of D/2 = 32 (docs/decisions.md, "Estimator width").
+
     The last bias starts at ``init_bias`` (-3: C ~ 0.05, so R stays far below 1 - eps over 6 blocks): at the start of
     training no token halts and every block is trained; halting appears as L_USL teaches the estimator which tokens
     are easy. With a zero bias (C ~ 0.5) every token would halt after block 2 from iteration 1 and blocks 3-6 would
     receive no gradient until the estimator unlearned it.
     """
 
-    def __init__(self, dim: int, init_bias: float = -3.0) -> None:
+    def __init__(self, dim: int, hidden: int, init_bias: float = -3.0) -> None:
         super().__init__()
-        self.conv1 = nn.Conv2d(dim, dim // 2, 3, 1, 1)
-        self.conv2 = nn.Conv2d(dim // 2, 1, 3, 1, 1)
+        self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1)
+        self.conv2 = nn.Conv2d(hidden, 1, 3, 1, 1)
         nn.init.constant_(self.conv2.bias, init_bias)
 
     def forward(self, x: Tensor) -> Tensor:

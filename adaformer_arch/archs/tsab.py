@@ -21,7 +21,7 @@ from torch import Tensor, nn
 
 from .chunking import CHUNK_TOKENS, chunked
 from .prototype_attention import PrototypeAttention
-from .token_linear import token_linear
+from .token_linear import ROW_BUCKET, token_linear
 from .window_attention import WindowAttention, window_grid
 
 # Tokens per step of the inference path on the CPU: a chunk's tokens and the temporaries of one block (about 1 MB
@@ -42,6 +42,13 @@ def window_chunks(rows: int, cols: int, per_chunk: int) -> Iterator[Tuple[slice,
         for r in range(rows):
             for c in range(0, cols, per_chunk):
                 yield slice(r, r + 1), slice(c, min(c + per_chunk, cols))
+
+
+def bucketed(index: Tensor, multiple: int) -> Tensor:
+    """(n,) gather index -> the same, its last entry repeated up to a multiple of ``multiple`` (n >= 1): gathered
+    sets then come in a few sizes, which oneDNN compiles a kernel for once (see ``token_linear``)."""
+    pad = -index.numel() % multiple
+    return torch.cat([index, index[-1:].expand(pad)]) if pad else index
 
 
 class Mlp(nn.Module):
@@ -166,9 +173,11 @@ class TSAB(nn.Module):
                     if not (local_i.any() or global_i.any()):
                         continue  # every token of the chunk is frozen
                 grid = window_grid(image[pixels], s)  # (h', S, w', S, D) view
-                windows = grid.transpose(1, 2).reshape(-1, n, d)  # window-major copy of the chunk
+                # window-major copy of the chunk; a view of the map itself when the map is one window wide
+                windows = grid.transpose(1, 2).reshape(-1, n, d)
                 macs += self._update_chunk(windows, local_i, global_i, read, bias)
-                grid.copy_(windows.view(grid.shape[0], grid.shape[2], s, s, d).transpose(1, 2))
+                if windows.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
+                    grid.copy_(windows.view(grid.shape[0], grid.shape[2], s, s, d).transpose(1, 2))
         return x, macs
 
     def _kept_tokens(self, tokens: Tensor, keep: Optional[Tensor], chunk: int) -> Iterator[Tensor]:
@@ -199,14 +208,20 @@ class TSAB(nn.Module):
         win_idx = local_keep.nonzero().squeeze(1)
         tok_idx = global_keep.reshape(-1).nonzero().squeeze(1)
         mlp_idx = (local_keep[:, None] | global_keep).reshape(-1).nonzero().squeeze(1)
-        # both branches read the block input: compute them before writing either
-        loc = self.local_attn(self.norm1(windows.index_select(0, win_idx)), bias) if win_idx.numel() else None
-        glob = (self.global_attn.read_tokens(self.norm1(tokens.index_select(0, tok_idx)), read)
-                if tok_idx.numel() else None)
+        # gathered with their counts rounded up (token_linear then pads nothing); both branches read the block
+        # input: compute them before writing either
+        loc = glob = None
+        if win_idx.numel():
+            kept = windows.index_select(0, bucketed(win_idx, max(1, ROW_BUCKET // n)))
+            loc = self.local_attn(self.norm1(kept), bias)[:win_idx.numel()]
+        if tok_idx.numel():
+            kept = tokens.index_select(0, bucketed(tok_idx, ROW_BUCKET))
+            glob = self.global_attn.read_tokens(self.norm1(kept), read)[:tok_idx.numel()]
         if loc is not None:
             windows.index_add_(0, win_idx, loc)
         if glob is not None:
             tokens.index_add_(0, tok_idx, glob)
         if mlp_idx.numel():
-            tokens.index_add_(0, mlp_idx, self.mlp(self.norm2(tokens.index_select(0, mlp_idx))))
+            kept = tokens.index_select(0, bucketed(mlp_idx, ROW_BUCKET))
+            tokens.index_add_(0, mlp_idx, self.mlp(self.norm2(kept))[:mlp_idx.numel()])
         return self.local_attn.macs(win_idx.numel()) + self.mlp.macs(mlp_idx.numel())

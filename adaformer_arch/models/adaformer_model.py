@@ -41,6 +41,9 @@ class AdaFormerModel(SRModel):
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
     alone (see UncertaintyLoss), so a larger rate only speeds up how fast it learns which tokens may halt.
+    ``train.estimator_only: true`` freezes everything else and trains only the estimator (with L_USL): it fits a new
+    estimator, e.g. of another ``estimator_dim``, to a trained network without changing what the network computes
+    when nothing halts.
 
     Checkpoints and training states are written atomically (temporary file + rename).
     """
@@ -50,31 +53,41 @@ class AdaFormerModel(SRModel):
         super().__init__(opt)
 
     def init_training_settings(self) -> None:
-        super().init_training_settings()
         train_opt = self.opt['train']
         self.cri_usl = build_loss(train_opt['uncertainty_opt']).to(self.device) if train_opt.get(
             'uncertainty_opt') else None
         if self.cri_usl is not None and not isinstance(self.get_bare_model(self.net_g), AdaFormer):
             raise ValueError('train.uncertainty_opt needs network_g type AdaFormer (it trains its confidence '
                              'estimator); remove uncertainty_opt for other networks')
+        super().init_training_settings()  # builds the optimiser (setup_optimizers), which looks at cri_usl
 
     def setup_optimizers(self) -> None:
         train_opt = self.opt['train']
         mult = train_opt.get('estimator_lr_mult', 1)
         if not isinstance(mult, (int, float)) or mult <= 0:
             raise ValueError(f'train.estimator_lr_mult must be a number > 0, got {mult!r}')
-        if mult == 1:
+        estimator_only = train_opt.get('estimator_only', False)
+        if not isinstance(estimator_only, bool):
+            raise ValueError(f'train.estimator_only must be true or false, got {estimator_only!r}')
+        if mult == 1 and not estimator_only:
             super().setup_optimizers()
             return
         estimator = {id(p) for m in self.get_bare_model(self.net_g).modules() if isinstance(m, ConfidenceEstimator)
                      for p in m.parameters()}
+        option = 'estimator_only' if estimator_only else 'estimator_lr_mult'
         if not estimator:
-            raise ValueError('train.estimator_lr_mult needs network_g type AdaFormer (it has no confidence estimator)')
+            raise ValueError(f'train.{option} needs network_g type AdaFormer (it has no confidence estimator)')
+        if estimator_only and self.cri_usl is None:
+            raise ValueError('train.estimator_only trains the confidence estimator with L_USL: add uncertainty_opt')
         optim_opt = dict(train_opt['optim_g'])
         optim_type = optim_opt.pop('type')
         params = [p for p in self.net_g.parameters() if p.requires_grad]
-        groups = [{'params': [p for p in params if id(p) not in estimator]},
-                  {'params': [p for p in params if id(p) in estimator], 'lr': optim_opt['lr'] * mult}]
+        groups = [{'params': [p for p in params if id(p) in estimator], 'lr': optim_opt['lr'] * mult}]
+        if estimator_only:
+            for p in params:
+                p.requires_grad_(id(p) in estimator)
+        else:
+            groups.insert(0, {'params': [p for p in params if id(p) not in estimator]})
         self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
         self.optimizers.append(self.optimizer_g)
 
