@@ -10,15 +10,16 @@ speed_targets = importlib.util.module_from_spec(SPEC)
 SPEC.loader.exec_module(speed_targets)
 
 
-def _row(network: str, size: str, ms: float, sparsity=None, peak=None) -> dict:
+def _row(network: str, size: str, ms: float, sparsity=None, peak=None, macs=None) -> dict:
     return {'network': network, 'size': size, 'latency_ms': {'median': ms}, 'sparsity': sparsity,
-            'peak_memory_bytes': peak}
+            'peak_memory_bytes': peak, 'macs': macs}
 
 
 def test_ratios_and_bounds():
     bench = {'results': [
-        _row('AdaFormer', '480x270', 300.0, sparsity=0.5, peak=2e9), _row('AdaFormer no-exit', '480x270', 400.0),
-        _row('SwinIR-light', '480x270', 2000.0), _row('Conv floor', '480x270', 250.0),
+        _row('AdaFormer', '480x270', 300.0, sparsity=0.5, peak=2e9, macs=70),
+        _row('AdaFormer no-exit', '480x270', 400.0, macs=100),
+        _row('SwinIR-light', '480x270', 2000.0), _row('Conv floor', '480x270', 250.0, macs=40),
         _row('AdaFormer', '1920x1080', 5000.0, sparsity=0.2, peak=7e9),  # no peers at this size
     ]}
     small, large = speed_targets.evaluate(bench, 'AdaFormer', 'AdaFormer no-exit', 'SwinIR-light', 'Conv floor')
@@ -26,7 +27,8 @@ def test_ratios_and_bounds():
     assert small['no_exit_to_floor'] == pytest.approx(1.6)
     assert small['above_floor_ratio'] == pytest.approx(50 / 150)
     assert small['above_floor_bound'] == pytest.approx(0.65)
+    assert small['above_floor_macs_ratio'] == pytest.approx(30 / 60)
     assert large['to_reference'] is None and large['above_floor_ratio'] is None
     text = speed_targets.table([small, large])
-    assert '| 480x270 | 50.0 % | 0.150 (met) | 1.600 (not met) | 0.333 vs 0.650 (met) | 2.00 |' in text
-    assert '| 1920x1080 | 20.0 % | - | - | - | 7.00 (not met) |' in text
+    assert '| 480x270 | 50.0 % | 0.150 (met) | 1.600 (not met) | 0.333 vs 0.650 (met) | 0.500 | 2.00 |' in text
+    assert '| 1920x1080 | 20.0 % | - | - | - | - | 7.00 (not met) |' in text
