@@ -164,7 +164,11 @@ class TSAB(nn.Module):
             kept_tokens = h * w if flat_keep is None else int(flat_keep.sum())
             if kept_tokens:
                 macs += self.global_attn.macs(kept_tokens, 1)
-            for rows, cols in window_chunks(h // s, w // s, max(1, chunk_tokens // n)):
+            # chunks hold about chunk_tokens *computed* tokens: with a fraction f of the windows still open, 1/f
+            # times as many windows (at most 8x), so the per-chunk bookkeeping does not grow as tokens halt
+            open_fraction = 1.0 if keep is None else max(float(local_keep[i].float().mean()), kept_tokens / (h * w))
+            per_chunk = int(chunk_tokens / max(open_fraction, 1 / 8)) // n
+            for rows, cols in window_chunks(h // s, w // s, max(1, per_chunk)):
                 pixels = slice(rows.start * s, rows.stop * s), slice(cols.start * s, cols.stop * s)
                 local_i = global_i = None
                 if keep is not None:
