@@ -9,7 +9,7 @@ from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.token_linear import token_linear
-from adaformer_arch.archs.window_attention import from_windows, to_windows
+from adaformer_arch.archs.window_attention import attention_matmul, from_windows, to_windows
 from basicsr.archs import build_network
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
@@ -305,6 +305,14 @@ def test_fast_tanh():
     y = torch.randn(50, requires_grad=True)
     token_halting.fast_tanh(y * 1.0).sum().backward()  # with autograd: torch.tanh
     assert torch.allclose(y.grad, 1 - torch.tanh(y.detach())**2, atol=1e-6)
+
+
+def test_attention_matmul_equals_fused_attention():
+    torch.manual_seed(0)
+    q, k, v = (torch.randn(3, 2, 16, 8) for _ in range(3))
+    bias = torch.randn(1, 2, 16, 16)
+    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
+    assert torch.allclose(attention_matmul(q, k, v, bias), expected, atol=1e-5)
 
 
 def test_token_linear_equals_linear():

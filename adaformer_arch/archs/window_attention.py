@@ -39,6 +39,18 @@ def window_grid(x: Tensor, window_size: int) -> Tensor:
     return x.view(h // window_size, window_size, w // window_size, window_size, c)
 
 
+def attention_matmul(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
+    """``softmax(q k^T / sqrt(d) + bias) v`` as two batched matmuls, the logits scaled and biased in place.
+
+    (K, heads, N, d) q, k, v, (1, heads, N, N) bias -> (K, heads, N, d): what ``F.scaled_dot_product_attention``
+    computes. Used for the CPU inference path: with 64-token windows and 16 channels a head, PyTorch's fused CPU
+    kernel is slower than the plain matmuls (dense AdaM, 2 threads, interleaved runs: 0.84 vs 0.72 s at LR 480x270,
+    3.5 vs 3.0 s at 960x540; docs/benchmark.md).
+    """
+    logits = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1]**-0.5).add_(bias)
+    return torch.matmul(logits.softmax(dim=-1), v)
+
+
 def relative_position_index(window_size: int) -> Tensor:
     """(S*S, S*S) index into a ((2S-1)^2)-entry bias table, as in Swin/SwinIR."""
     s = window_size
@@ -82,7 +94,11 @@ class WindowAttention(nn.Module):
         qkv = token_linear(windows.reshape(k * n, d), self.qkv.weight, self.qkv.bias)
         qkv = qkv.view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
         q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
-        out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).transpose(1, 2).reshape(k * n, d)
+        if windows.device.type == 'cpu' and not torch.is_grad_enabled():
+            out = attention_matmul(q, key, v, bias)
+        else:
+            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
+        out = out.transpose(1, 2).reshape(k * n, d)
         return token_linear(out, self.proj.weight, self.proj.bias).view(k, n, d)
 
     def macs(self, num_windows: int) -> int:
