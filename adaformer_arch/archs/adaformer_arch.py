@@ -15,9 +15,9 @@ from .window_attention import from_windows, to_windows
 
 
 # Above this fraction of windows, the windowed estimator (halo: (S+2)^2 instead of S^2 first-conv outputs for S=8,
-# plus the patch gather) is dearer than running it on the whole map. Measured at LR 480x270, 2 threads: windowed
-# 16.5 ms at 30 % of the windows, 28.9 ms at 45 %, 37.2 ms at 60 %; whole map 24-30 ms.
-WINDOWED_ESTIMATOR_MAX_FRACTION = 0.4
+# plus the patch gather) is dearer than running it on the whole map. Measured with the 16-channel estimator at LR
+# 480x270, 2 threads: windowed 3.3 ms at 10 % of the windows, 11.2 ms at 20 %; whole map 7.7 ms.
+WINDOWED_ESTIMATOR_MAX_FRACTION = 0.12
 
 
 def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
