@@ -8,6 +8,8 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 * for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
+* ``path.pretrain_network_g`` that does not exist, cannot be loaded as plain weights, or (with ``strict_load_g``)
+  does not fit ``network_g``: every tensor that disagrees is named (BasicSR would fail with a traceback later);
 * data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
   the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
   read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
@@ -29,10 +31,12 @@ from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_
                                     paired_paths_from_meta_info_file)
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
+from .utils.weights import WeightsError, load_state_dict, mismatches
+
 # Keys of `train` and `val` read by basicsr 1.4.2 (train.py, SRModel, BaseModel) and by AdaFormerModel.
 MODEL_KEYS = {
     'train': ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'uncertainty_opt', 'estimator_lr_mult'),
+              'uncertainty_opt', 'estimator_lr_mult', 'estimator_only'),
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps'),
 }
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
@@ -115,6 +119,8 @@ def check_options(opt: Dict) -> List[str]:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
     problems += _check_scale(opt)
+    if not problems:  # the network can be built
+        problems += _check_pretrained(opt)
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
         problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
                         '(or a text appended to the image names).')
@@ -143,6 +149,32 @@ def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[
         if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in cfg
     ]
     return problems
+
+
+def _check_pretrained(opt: Dict) -> List[str]:
+    """``path.pretrain_network_g`` exists, loads as plain weights and, with ``strict_load_g`` (BasicSR's default),
+    fits ``network_g``."""
+    path_opt = opt.get('path') or {}
+    weights, cfg = path_opt.get('pretrain_network_g'), opt.get('network_g')
+    if not weights or not isinstance(cfg, dict):
+        return []
+    if not osp.isfile(weights):
+        return [f'path.pretrain_network_g: {weights} does not exist (relative paths start from the working directory '
+                f'{os.getcwd()}). Fix the path, or set it to ~ to start from random weights.']
+    try:
+        state = load_state_dict(weights)
+    except WeightsError as err:
+        return [f'path.pretrain_network_g: {err}']
+    if not path_opt.get('strict_load_g', True):
+        return []
+    # the registry's class directly: basicsr.archs.build_network would log, and a root logger created before
+    # BasicSR's pipeline creates it with the log file would leave the run without its log file
+    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
+    lines = mismatches(ARCH_REGISTRY.get(cfg['type'])(**kwargs), state)
+    if not lines:
+        return []
+    return [f'path.pretrain_network_g: {weights} does not fit network_g (strict_load_g is true):\n    '
+            + '\n    '.join(lines)]
 
 
 def _check_scale(opt: Dict) -> List[str]:

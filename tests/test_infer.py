@@ -205,3 +205,13 @@ def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypa
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
     assert code == 2 and 'not_shipped_yet.pth not found' in err and '--weights PATH' in err
+
+
+def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_path, capsys):
+    opt, _, _ = model
+    torch.save({'params': tiny_net(seed=0, estimator_dim=5).state_dict()}, tmp_path / 'est5.pth')
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
+                              tmp_path / 'est5.pth'], capsys)
+    assert code == 2 and 'est5.pth does not fit' in err
+    assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err

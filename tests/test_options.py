@@ -10,9 +10,11 @@ from typing import Dict, List
 import cv2
 import numpy as np
 import pytest
+import torch
 import yaml
 
 import adaformer_arch  # noqa: F401
+from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.option_checks import OptionError, check_options
 from basicsr.utils.options import ordered_yaml
 
@@ -56,7 +58,9 @@ def test_shipped_option_files_have_no_problems_but_missing_data():
         try:
             check_options(parsed(opt, is_train='train' in opt))
         except OptionError as err:
-            assert all(p.startswith('datasets.') and 'does not exist' in p for p in err.problems), (path, err)
+            # data, and starting weights that a clean checkout does not hold (the estimator fit's 32-channel file)
+            assert all(p.startswith(('datasets.', 'path.pretrain_network_g')) and 'does not exist' in p
+                       for p in err.problems), (path, err)
 
 
 def test_misspelled_network_argument_names_the_closest(data):
@@ -114,6 +118,22 @@ def test_scale_must_match_the_network(data):
     opt = train_options(data)
     opt['network_g']['upscale'] = 3
     assert problems(opt)[0].startswith('scale is 2 but network_g.upscale is 3')
+
+
+def test_pretrained_weights_must_exist_and_fit_the_network(data, tmp_path):
+    opt = train_options(data)
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'nowhere.pth')
+    [problem] = problems(opt)
+    assert problem.startswith(f'path.pretrain_network_g: {tmp_path / "nowhere.pth"} does not exist')
+    kwargs = {k: v for k, v in opt['network_g'].items() if k != 'type'}
+    torch.save({'params': AdaFormer(**kwargs, estimator_dim=3).state_dict()}, tmp_path / 'est3.pth')
+    opt = train_options(data)
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'est3.pth')
+    [problem] = problems(opt)
+    assert 'est3.pth does not fit network_g' in problem and 'adam.estimator.conv1.weight: checkpoint (3,' in problem
+    assert 'set network_g estimator_dim: 3' in problem
+    opt['path']['strict_load_g'] = False  # BasicSR then loads what fits and warns about the rest
+    assert check_options(parsed(opt)) == []
 
 
 def test_missing_folder_names_option_and_path(data):

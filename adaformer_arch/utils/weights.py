@@ -70,6 +70,12 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
         lines.append(f'missing from the checkpoint: {_listing(missing)}')
     if unexpected:
         lines.append(f'not in the network: {_listing(unexpected)}')
+    estimator = [k for k in own if k.endswith('estimator.conv1.weight') and k in state
+                 and state[k].shape != own[k].shape]
+    if estimator:  # checkpoints from before estimator_dim (32 channels then) or trained with another width
+        width = state[estimator[0]].shape[0]
+        lines.append(f'the checkpoint\'s confidence estimator has {width} hidden channels: set network_g '
+                     f'estimator_dim: {width}')
     return lines
 
 
