@@ -6,7 +6,7 @@ out) with only ``network_g`` (and the weights) changed; the numbers are read bac
 writes.
 
     python scripts/results_table.py [--weights experiments/pretrained_models/AdaFormer_x4_cpu.pth] [--out DIR]
-        [--rows bicubic early-exit no-exit] [--halt-eps 0.2 0.3] [--swinir-weights PATH]
+        [--rows bicubic early-exit no-exit] [--halt-eps 0.2 0.3] [--swinir-weights PATH] [--estimator-dim 32]
 """
 import argparse
 import json
@@ -73,6 +73,8 @@ def main() -> None:
     parser.add_argument('--rows', nargs='+', choices=list(ROWS), default=list(ROWS))
     parser.add_argument('--halt-eps', nargs='*', type=float, default=[], help='extra early-exit rows at these halt_eps')
     parser.add_argument('--swinir-weights', help='add a SwinIR-light row with these weights')
+    parser.add_argument('--estimator-dim', type=int,
+                        help="the AdaFormer weights' confidence estimator width (32 for weights from before session 4)")
     args = parser.parse_args()
     with open(args.opt) as f:
         base = yaml.safe_load(f)
@@ -80,6 +82,9 @@ def main() -> None:
     variants = [(*ROWS[row], args.weights) for row in args.rows]
     variants += [(f'AdaFormer (early exit, halt_eps {eps:g})', dict(ROWS['early-exit'][1], halt_eps=eps), args.weights)
                  for eps in args.halt_eps]
+    if args.estimator_dim is not None:
+        variants = [(label, dict(network, estimator_dim=args.estimator_dim), weights) if network['type'] == 'AdaFormer'
+                    else (label, network, weights) for label, network, weights in variants]
     if args.swinir_weights:
         with open(SWINIR_OPTIONS) as f:
             variants.append(('SwinIR-light', yaml.safe_load(f)['network_g'], args.swinir_weights))
