@@ -188,16 +188,29 @@ def test_malicious_pickle_checkpoint_is_refused_without_running_code(model, tmp_
     assert not (tmp_path / 'out' / f'img_x{SCALE}.png').exists()
 
 
-def test_checkpoint_for_another_scale_names_the_tensors_that_disagree(model, tmp_path, capsys):
+def infer_with_checkpoint(model, tmp_path, capsys, name: str, **overrides) -> Tuple[int, str]:
+    """Exit status and stderr of `basicsr infer` given the tiny network's options and the weights of a tiny network
+    built with ``overrides``, saved as ``name``."""
     opt, _, _ = model
-    torch.save({'params': tiny_net(seed=0, upscale=3).state_dict()}, tmp_path / 'x3.pth')
+    torch.save({'params': tiny_net(seed=0, **overrides).state_dict()}, tmp_path / name)
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
-                              tmp_path / 'x3.pth'], capsys)
+                              tmp_path / name], capsys)
+    return code, err
+
+
+def test_checkpoint_for_another_scale_names_the_tensors_that_disagree(model, tmp_path, capsys):
+    code, err = infer_with_checkpoint(model, tmp_path, capsys, 'x3.pth', upscale=3)
     feat = TINY_NET['num_feat']
     assert code == 2 and 'x3.pth does not fit' in err
     assert f'conv_up.weight: checkpoint ({3 * 9}, {feat}, 3, 3), network ({3 * 4}, {feat}, 3, 3)' in err
     assert 'conv_up.bias' in err and 'conv_first' not in err
+
+
+def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_path, capsys):
+    code, err = infer_with_checkpoint(model, tmp_path, capsys, 'est5.pth', estimator_dim=5)
+    assert code == 2 and 'est5.pth does not fit' in err
+    assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err
 
 
 def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypatch):
@@ -206,12 +219,3 @@ def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypa
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
     assert code == 2 and 'not_shipped_yet.pth not found' in err and '--weights PATH' in err
 
-
-def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_path, capsys):
-    opt, _, _ = model
-    torch.save({'params': tiny_net(seed=0, estimator_dim=5).state_dict()}, tmp_path / 'est5.pth')
-    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
-    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
-                              tmp_path / 'est5.pth'], capsys)
-    assert code == 2 and 'est5.pth does not fit' in err
-    assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err
