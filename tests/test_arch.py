@@ -9,7 +9,7 @@ from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.token_linear import token_linear
-from adaformer_arch.archs.window_attention import attention_matmul, from_windows, to_windows
+from adaformer_arch.archs.window_attention import attention_per_head, from_windows, to_windows
 from basicsr.archs import build_network
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
@@ -307,12 +307,14 @@ def test_fast_tanh():
     assert torch.allclose(y.grad, 1 - torch.tanh(y.detach())**2, atol=1e-6)
 
 
-def test_attention_matmul_equals_fused_attention():
+def test_attention_per_head_equals_fused_attention():
     torch.manual_seed(0)
-    q, k, v = (torch.randn(3, 2, 16, 8) for _ in range(3))
-    bias = torch.randn(1, 2, 16, 16)
-    expected = F.scaled_dot_product_attention(q, k, v, attn_mask=bias)
-    assert torch.allclose(attention_matmul(q, k, v, bias), expected, atol=1e-5)
+    k, n, heads, dh = 3, 16, 2, 8
+    qkv = torch.randn(k, n, 3 * heads * dh)
+    bias = torch.randn(1, heads, n, n)
+    q, key, v = qkv.view(k, n, 3, heads, dh).permute(2, 0, 3, 1, 4).unbind(0)
+    expected = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).transpose(1, 2).reshape(k, n, heads * dh)
+    assert torch.allclose(attention_per_head(qkv, bias, heads), expected, atol=1e-5)
 
 
 def test_token_linear_equals_linear():

@@ -39,16 +39,25 @@ def window_grid(x: Tensor, window_size: int) -> Tensor:
     return x.view(h // window_size, window_size, w // window_size, window_size, c)
 
 
-def attention_matmul(q: Tensor, k: Tensor, v: Tensor, bias: Tensor) -> Tensor:
-    """``softmax(q k^T / sqrt(d) + bias) v`` as two batched matmuls, the logits scaled and biased in place.
+def attention_per_head(qkv: Tensor, bias: Tensor, num_heads: int) -> Tensor:
+    """Multi-head ``softmax(q k^T / sqrt(d) + bias) v`` head by head, straight from the projected tokens.
 
-    (K, heads, N, d) q, k, v, (1, heads, N, N) bias -> (K, heads, N, d): what ``F.scaled_dot_product_attention``
-    computes. Used for the CPU inference path: with 64-token windows and 16 channels a head, PyTorch's fused CPU
-    kernel is slower than the plain matmuls (dense AdaM, 2 threads, interleaved runs: 0.84 vs 0.72 s at LR 480x270,
-    3.5 vs 3.0 s at 960x540; docs/benchmark.md).
+    (K, N, 3D) window tokens' [q | k | v] (heads side by side in each), (1, heads, N, N) bias -> (K, N, D) with the
+    heads side by side: what ``F.scaled_dot_product_attention`` computes after a head split, but each head's q, k
+    and v are strided views that the batched matmuls read in place, so no head split, merge or contiguous copy is
+    made. Used for the CPU inference path: with 64-token windows and 16 channels a head PyTorch's fused CPU kernel
+    is the slowest option (dense AdaM, 2 threads, interleaved runs: LR 480x270 fused 0.84 s, 4-D matmuls 0.72 s,
+    this 0.60 s; 960x540 3.5 / 3.0 / 2.5 s; docs/benchmark.md).
     """
-    logits = torch.matmul(q, k.transpose(-2, -1)).mul_(q.shape[-1]**-0.5).add_(bias)
-    return torch.matmul(logits.softmax(dim=-1), v)
+    k, n, three_d = qkv.shape
+    d = three_d // 3
+    dh = d // num_heads
+    out = qkv.new_empty(k, n, d)
+    for h in range(num_heads):
+        q, key, v = (qkv[:, :, part * d + h * dh:part * d + (h + 1) * dh] for part in range(3))  # (K, N, dh) views
+        logits = torch.baddbmm(bias[0, h].expand(k, n, n), q, key.transpose(1, 2), alpha=dh**-0.5)
+        out[:, :, h * dh:(h + 1) * dh] = torch.bmm(logits.softmax(dim=-1), v)
+    return out
 
 
 def relative_position_index(window_size: int) -> Tensor:
@@ -92,14 +101,13 @@ class WindowAttention(nn.Module):
         """(K, S*S, D) normalised window tokens, (1, heads, S*S, S*S) bias -> (K, S*S, D) attention output."""
         k, n, d = windows.shape
         qkv = token_linear(windows.reshape(k * n, d), self.qkv.weight, self.qkv.bias)
-        qkv = qkv.view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
-        q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
         if windows.device.type == 'cpu' and not torch.is_grad_enabled():
-            out = attention_matmul(q, key, v, bias)
+            out = attention_per_head(qkv.view(k, n, 3 * d), bias, self.num_heads)
         else:
-            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias)
-        out = out.transpose(1, 2).reshape(k * n, d)
-        return token_linear(out, self.proj.weight, self.proj.bias).view(k, n, d)
+            qkv = qkv.view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
+            q, key, v = qkv.unbind(0)  # each (K, heads, S*S, D/heads)
+            out = F.scaled_dot_product_attention(q, key, v, attn_mask=bias).transpose(1, 2)
+        return token_linear(out.reshape(k * n, d), self.proj.weight, self.proj.bias).view(k, n, d)
 
     def macs(self, num_windows: int) -> int:
         """Multiply-accumulates of :meth:`forward` on ``num_windows`` windows."""
