@@ -4,7 +4,7 @@ import torch
 from torch.nn import functional as F
 
 import adaformer_arch  # noqa: F401
-from adaformer_arch.archs import token_halting, tsab
+from adaformer_arch.archs import chunking, token_halting, tsab
 from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
@@ -122,7 +122,7 @@ def test_window_chunks_cover_every_window_once(rows, cols, per_chunk):
 @pytest.mark.parametrize('n, multiple', [(1, 4), (4, 4), (5, 4), (300, 256)])
 def test_bucketed_index_repeats_its_last_entry(n, multiple):
     index = torch.randperm(1000)[:n]
-    got = tsab.bucketed(index, multiple)
+    got = chunking.bucketed(index, multiple)
     assert got.numel() % multiple == 0 and got.numel() - n < multiple
     assert torch.equal(got[:n], index) and torch.all(got[n:] == index[-1])
 

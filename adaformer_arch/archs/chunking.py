@@ -12,3 +12,10 @@ def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, dim: int = 0)
     if x.shape[dim] <= chunk:
         return fn(x)
     return torch.cat([fn(part) for part in x.split(chunk, dim=dim)], dim=dim)
+
+
+def bucketed(index: Tensor, multiple: int) -> Tensor:
+    """(n,) gather index -> the same, its last entry repeated up to a multiple of ``multiple`` (n >= 1): gathered
+    sets then come in a few sizes, which oneDNN compiles a kernel for once (see ``token_linear``)."""
+    pad = -index.numel() % multiple
+    return torch.cat([index, index[-1:].expand(pad)]) if pad else index

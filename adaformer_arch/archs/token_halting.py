@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
-from .chunking import CHUNK_TOKENS
+from .chunking import CHUNK_TOKENS, bucketed
 from .window_attention import to_windows
 
 WINDOW_BUCKET = 16  # windows per call of the windowed estimator are rounded up to a multiple of this
@@ -75,7 +75,7 @@ class ConfidenceEstimator(nn.Module):
         halo = torch.arange(-2, s + 2, device=x.device)  # patch offsets; the first conv's outputs are [1:-1]
         for part in idx.split(max(1, CHUNK_TOKENS // (s + 4)**2)):
             # a multiple of WINDOW_BUCKET windows (the last one repeated): oneDNN builds a kernel per batch size
-            part = torch.cat([part, part[-1:].expand(-part.numel() % WINDOW_BUCKET)])
+            part = bucketed(part, WINDOW_BUCKET)
             bi, wi, wj = part // (nh * nw), part % (nh * nw) // nw, part % nw
             rows, cols = wi[:, None] * s + halo, wj[:, None] * s + halo  # (K, S+4)
             in_rows, in_cols = (rows >= 0) & (rows < h), (cols >= 0) & (cols < w)

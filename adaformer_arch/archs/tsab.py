@@ -19,7 +19,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
-from .chunking import CHUNK_TOKENS, chunked
+from .chunking import CHUNK_TOKENS, bucketed, chunked
 from .prototype_attention import PrototypeAttention
 from .token_linear import ROW_BUCKET, token_linear
 from .window_attention import WindowAttention, window_grid
@@ -42,13 +42,6 @@ def window_chunks(rows: int, cols: int, per_chunk: int) -> Iterator[Tuple[slice,
         for r in range(rows):
             for c in range(0, cols, per_chunk):
                 yield slice(r, r + 1), slice(c, min(c + per_chunk, cols))
-
-
-def bucketed(index: Tensor, multiple: int) -> Tensor:
-    """(n,) gather index -> the same, its last entry repeated up to a multiple of ``multiple`` (n >= 1): gathered
-    sets then come in a few sizes, which oneDNN compiles a kernel for once (see ``token_linear``)."""
-    pad = -index.numel() % multiple
-    return torch.cat([index, index[-1:].expand(pad)]) if pad else index
 
 
 class Mlp(nn.Module):
