@@ -80,7 +80,7 @@ def run(net, x, sparse):
         return net(x, return_aux=True)
 
 
-# one chunk; chunks of one window (16 tokens), of two windows of a window row (5 per row), of two whole rows
+# one piece; pieces of one window (16 tokens), of two windows, of 12 windows (more than a window row, 5)
 @pytest.mark.parametrize('chunk_tokens', [None, 20, 40, 200])
 @pytest.mark.parametrize('bias', [-6.0, 0.0, 0.6, 8.0])  # nothing, partial (two levels), everything halts
 def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
@@ -110,24 +110,26 @@ def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
         assert aux_sparse['macs'] < aux_dense['macs']
 
 
-@pytest.mark.parametrize('rows, cols, per_chunk', [(3, 5, 2), (3, 5, 5), (4, 5, 12), (1, 7, 100), (5, 1, 1)])
-def test_window_chunks_cover_every_window_once(rows, cols, per_chunk):
-    seen = torch.zeros(rows, cols, dtype=torch.long)
-    for r, c in tsab.window_chunks(rows, cols, per_chunk):
-        assert seen[r, c].numel() <= max(per_chunk, cols)
-        seen[r, c] += 1
-    assert torch.all(seen == 1)
+@pytest.mark.parametrize('h, w', [(16, 24), (8, 8), (24, 8), (4, 12)])
+def test_window_rows_gather_window_major_tokens(h, w):
+    """Gathering the rows that ``window_rows`` numbers from the row-major map gives the window-major tokens."""
+    s, d = 4, 3
+    x = torch.randn(1, d, h, w)
+    segments = x[0].permute(1, 2, 0).contiguous().view(h * w // s, s * d)
+    rows = tsab.window_rows(torch.arange((h // s) * (w // s)), w // s, s)
+    assert torch.equal(segments[rows.reshape(-1)].view(-1, s * s, d), to_windows(x, s)[0])
 
 
 @pytest.mark.parametrize('n, multiple', [(1, 4), (4, 4), (5, 4), (300, 256)])
-def test_bucketed_index_repeats_its_last_entry(n, multiple):
+def test_bucketed_index_repeats_its_last_row(n, multiple):
     index = torch.randperm(1000)[:n]
-    got = chunking.bucketed(index, multiple)
-    assert got.numel() % multiple == 0 and got.numel() - n < multiple
-    assert torch.equal(got[:n], index) and torch.all(got[n:] == index[-1])
+    for idx in (index, index.view(-1, 1).expand(-1, 3)):  # (n,) and (n, 3): rows are padded
+        got = chunking.bucketed(idx, multiple)
+        assert got.shape[0] % multiple == 0 and got.shape[0] - n < multiple and got.shape[1:] == idx.shape[1:]
+        assert torch.equal(got[:n], idx) and torch.all(got[n:] == idx[-1])
 
 
-@pytest.mark.parametrize('size', [(13, 3), (4, 4)])  # one window wide: the chunks are views of the map itself
+@pytest.mark.parametrize('size', [(13, 3), (4, 4)])  # one window wide
 def test_sparse_equals_masked_dense_on_one_window_wide_maps(size):
     net = small_net().eval()
     set_confidence_bias(net, 0.6)

@@ -15,7 +15,7 @@ def chunked(fn: Callable[[Tensor], Tensor], x: Tensor, chunk: int, dim: int = 0)
 
 
 def bucketed(index: Tensor, multiple: int) -> Tensor:
-    """(n,) gather index -> the same, its last entry repeated up to a multiple of ``multiple`` (n >= 1): gathered
-    sets then come in a few sizes, which oneDNN compiles a kernel for once (see ``token_linear``)."""
-    pad = -index.numel() % multiple
-    return torch.cat([index, index[-1:].expand(pad)]) if pad else index
+    """(n, ...) gather index -> the same, its last row repeated up to a multiple of ``multiple`` rows (n >= 1):
+    gathered sets then come in a few sizes, which oneDNN compiles a kernel for once (see ``token_linear``)."""
+    pad = -index.shape[0] % multiple
+    return torch.cat([index, index[-1:].expand(pad, *index.shape[1:])]) if pad else index

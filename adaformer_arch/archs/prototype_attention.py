@@ -10,6 +10,8 @@ from torch.nn import functional as F
 from .chunking import CHUNK_TOKENS, chunked
 from .token_linear import token_linear
 
+LOG2_E = 1.4426950408889634  # exp(x) = 2^(x log2 e): exp2 runs about twice as fast on the CPU
+
 
 class PrototypeAttention(nn.Module):
     """Two cross-attentions through M learned prototypes.
@@ -105,18 +107,19 @@ class PrototypeAttention(nn.Module):
         b_k, b_v = self.token_qkv.bias[d:2 * d], self.token_qkv.bias[2 * d:]
         q = self.proto_q(self.prototypes) * self.head_scale  # (M, D)
         q_bd = self._block_diagonal(q)  # (D, heads*M)
-        logit_weight, logit_bias = q_bd.t() @ w_k, b_k @ q_bd  # (heads*M, D), (heads*M,): a linear layer
+        # a linear layer (heads*M, D), (heads*M,), giving logits in base 2
+        logit_weight, logit_bias = (q_bd.t() @ w_k) * LOG2_E, (b_k @ q_bd) * LOG2_E
         peak = total = acc = None
         for tokens in chunks:
             logits = token_linear(tokens, logit_weight, logit_bias)  # (n_i, heads*M)
             new_peak = logits.amax(dim=0)
             if peak is not None:
                 new_peak = torch.maximum(new_peak, peak)
-            weights = logits.sub_(new_peak).exp_()
+            weights = logits.sub_(new_peak).exp2_()
             if peak is None:
                 total, acc = weights.sum(dim=0), weights.t() @ tokens  # (heads*M,), (heads*M, D)
             else:
-                rescale = torch.exp(peak - new_peak)
+                rescale = torch.exp2(peak - new_peak)
                 total = total * rescale + weights.sum(dim=0)
                 acc = acc * rescale[:, None] + weights.t() @ tokens
             peak = new_peak
@@ -156,7 +159,17 @@ class PrototypeAttention(nn.Module):
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""
+        return self.gather_macs(num_tokens, num_images) + self.read_macs(num_tokens)
+
+    def gather_macs(self, num_tokens: int, num_images: int) -> int:
+        """MACs of Eqs. 10-11 over ``num_tokens`` kept tokens in ``num_images`` images (the keys/values of the tokens,
+        the prototypes' attention over them) plus the per-image work on the M prototypes (their queries, and the
+        keys/values that Eqs. 12-13 read)."""
         d, m = self.dim, self.num_prototypes
-        per_image = m * d * d + 2 * m * d * d  # prototype queries, prototype keys/values
-        per_token = 3 * d * d + 2 * m * d + 2 * m * d + d * d  # qkv, P<-X attention, X<-P attention, proj
-        return num_images * per_image + num_tokens * per_token
+        return num_images * 3 * m * d * d + num_tokens * (2 * d * d + 2 * m * d)
+
+    def read_macs(self, num_tokens: int) -> int:
+        """MACs of Eqs. 12-13 for ``num_tokens`` tokens: their queries, their attention over the prototypes, the
+        output projection."""
+        d, m = self.dim, self.num_prototypes
+        return num_tokens * (d * d + 2 * m * d + d * d)

@@ -11,7 +11,7 @@ by the MLP. With no masks (the first block, or early exit off) every token is co
 
 * :meth:`TSAB.forward_dense` computes every token and multiplies by the masks (training, verification).
 * :meth:`TSAB.forward_inference` works on a row-major token map in place: it gathers only the kept windows/tokens,
-  computes them and scatters the results back, in chunks of windows (bounded memory). Both give the same result;
+  computes them and scatters the results back, in pieces of a few thousand tokens (bounded memory). Both give the same result;
   this path is what makes halted tokens free.
 """
 from typing import Iterator, Optional, Tuple
@@ -22,26 +22,20 @@ from torch import Tensor, nn
 from .chunking import CHUNK_TOKENS, bucketed, chunked
 from .prototype_attention import PrototypeAttention
 from .token_linear import ROW_BUCKET, token_linear
-from .window_attention import WindowAttention, window_grid
+from .window_attention import WindowAttention
 
-# Tokens per step of the inference path on the CPU: a chunk's tokens and the temporaries of one block (about 1 MB
+# Tokens per step of the inference path on the CPU: a piece's tokens and the temporaries of one block (about 1 MB
 # each at D=64) stay in the CPU caches from one operation to the next. Measured at LR 480x270: the 6 blocks take 35 %
 # less time than with 64k-token chunks (one thread; 37 % with two); 1k-16k tokens are within a few % of each other.
 # On a GPU, where every chunk costs kernel launches and caches matter less, chunks of CHUNK_TOKENS.
 INFERENCE_CHUNK_TOKENS = 4096
 
 
-def window_chunks(rows: int, cols: int, per_chunk: int) -> Iterator[Tuple[slice, slice]]:
-    """Splits a (rows, cols) grid of windows into rectangles of at most ``per_chunk`` windows (about that many):
-    runs of whole window rows when a row has at most ``per_chunk`` windows, else segments of one row."""
-    if cols <= per_chunk:
-        step = per_chunk // cols
-        for r in range(0, rows, step):
-            yield slice(r, min(r + step, rows)), slice(0, cols)
-    else:
-        for r in range(rows):
-            for c in range(0, cols, per_chunk):
-                yield slice(r, r + 1), slice(c, min(c + per_chunk, cols))
+def window_rows(windows: Tensor, grid_width: int, window_size: int) -> Tensor:
+    """(K,) row-major window numbers on a grid ``grid_width`` windows wide -> (K, S) row-major numbers of their S
+    rows of S tokens in the (H*W/S, S*D) view of the map: window (r, c), row y is segment ``(r*S + y) * W/S + c``."""
+    offsets = torch.arange(window_size, device=windows.device) * grid_width
+    return (windows // grid_width * window_size * grid_width + windows % grid_width)[:, None] + offsets
 
 
 class Mlp(nn.Module):
@@ -124,14 +118,16 @@ class TSAB(nn.Module):
                           local_keep: Optional[Tensor] = None,
                           global_keep: Optional[Tensor] = None) -> Tuple[Tensor, int]:
         """Inference path: the result of :meth:`forward_dense`, on a row-major map updated in place; only kept
-        windows/tokens are computed (gather -> compute -> scatter), image by image over chunks of windows, so that
-        besides ``x`` only chunk-sized temporaries are allocated, whatever the image size.
+        windows/tokens are computed, image by image, in pieces of about ``INFERENCE_CHUNK_TOKENS`` tokens, so that
+        besides ``x`` only piece-sized temporaries are allocated, whatever the image size.
 
         The map stays row-major (the memory of AdaM's channels-last feature map), so the confidence estimator and
-        the output convolution read it without a copy; each chunk is copied to window-major order and back, in the
-        CPU caches. In place is exact: the prototypes first read every kept token of the image (Eqs. 10-11); after
-        that, a chunk's local and global updates and its MLP read only the chunk's own tokens, which no other chunk
-        writes.
+        the output convolution read it without a copy. A window kept by the local branch has all its tokens in the
+        MLP (``m_mlp = m_loc | m_glob``), so it goes through the block whole: its S rows of S tokens, each contiguous
+        in the map, are gathered straight into window-major order (one copy), computed as in the dense path and
+        copied back. Of a halted window, only the tokens still kept by the global branch are gathered (read-back and
+        MLP). In place is exact: the prototypes first read every kept token of the image (Eqs. 10-11); after that,
+        a piece's updates read only its own tokens, which no other piece writes.
 
         Args:
             x: (B, H, W, D) contiguous token map, H and W multiples of S; updated in place.
@@ -150,75 +146,60 @@ class TSAB(nn.Module):
         for i in range(b):
             image = x[i]  # (H, W, D) view
             keep = None if global_keep is None else global_keep[i]
-            flat_keep = None if keep is None else keep.reshape(-1)
-            prototypes = self.global_attn.gather_prototypes(
-                self._kept_tokens(image.view(-1, d), flat_keep, chunk_tokens))  # Eqs. 10-11, before any update
-            read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per chunk
-            kept_tokens = h * w if flat_keep is None else int(flat_keep.sum())
+            prototypes = self.global_attn.gather_prototypes(self._kept_tokens(
+                image.view(-1, d), None if keep is None else keep.reshape(-1), chunk_tokens))  # Eqs. 10-11
+            read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per piece
+            kept_tokens = h * w if keep is None else int(keep.sum())
             if kept_tokens:
-                macs += self.global_attn.macs(kept_tokens, 1)
-            # chunks hold about chunk_tokens *computed* tokens: with a fraction f of the windows still open, 1/f
-            # times as many windows (at most 8x), so the per-chunk bookkeeping does not grow as tokens halt
-            open_fraction = 1.0 if keep is None else max(float(local_keep[i].float().mean()), kept_tokens / (h * w))
-            per_chunk = int(chunk_tokens / max(open_fraction, 1 / 8)) // n
-            for rows, cols in window_chunks(h // s, w // s, max(1, per_chunk)):
-                pixels = slice(rows.start * s, rows.stop * s), slice(cols.start * s, cols.stop * s)
-                local_i = global_i = None
-                if keep is not None:
-                    local_i = local_keep[i, rows, cols].reshape(-1)
-                    global_i = window_grid(keep[pixels][..., None], s).transpose(1, 2).reshape(-1, n)
-                    if not (local_i.any() or global_i.any()):
-                        continue  # every token of the chunk is frozen
-                grid = window_grid(image[pixels], s)  # (h', S, w', S, D) view
-                # window-major copy of the chunk; a view of the map itself when the map is one window wide
-                windows = grid.transpose(1, 2).reshape(-1, n, d)
-                macs += self._update_chunk(windows, local_i, global_i, read, bias)
-                if windows.untyped_storage().data_ptr() != x.untyped_storage().data_ptr():
-                    grid.copy_(windows.view(grid.shape[0], grid.shape[2], s, s, d).transpose(1, 2))
+                macs += self.global_attn.gather_macs(kept_tokens, 1)
+            if keep is None:
+                windows = torch.arange((h // s) * (w // s), device=x.device)
+                loose = windows[:0]
+            else:
+                windows = local_keep[i].reshape(-1).nonzero().squeeze(1)
+                open_window = local_keep[i][:, None, :, None].expand(-1, s, -1, s).reshape(-1)
+                loose = (keep.reshape(-1) & ~open_window).nonzero().squeeze(1)
+            rows = window_rows(windows, w // s, s)  # (K, S) row-major numbers of the windows' rows of S tokens
+            segments = image.view(h * w // s, s * d)
+            for part in rows.split(max(1, chunk_tokens // n)) if rows.numel() else ():
+                padded = bucketed(part, max(1, ROW_BUCKET // n))  # whole windows; token_linear then pads nothing
+                kept = segments.index_select(0, padded.reshape(-1)).view(-1, n, d)
+                keep_part = None if keep is None else keep.view(-1, s).index_select(0, padded.reshape(-1))
+                self._update_windows(kept, None if keep_part is None else keep_part.view(-1, n), read, bias)
+                segments.index_copy_(0, part.reshape(-1), kept.view(-1, s * d)[:part.numel()])
+            tokens = image.view(h * w, d)
+            for part in loose.split(chunk_tokens) if loose.numel() else ():
+                kept = tokens.index_select(0, bucketed(part, ROW_BUCKET))
+                kept += self.global_attn.read_tokens(self.norm1(kept), read)
+                kept += self.mlp(self.norm2(kept))
+                tokens.index_copy_(0, part, kept[:part.numel()])
+            computed = windows.numel() * n + loose.numel()
+            macs += (self.local_attn.macs(windows.numel()) + self.mlp.macs(computed)
+                     + self.global_attn.read_macs(computed))
         return x, macs
 
     def _kept_tokens(self, tokens: Tensor, keep: Optional[Tensor], chunk: int) -> Iterator[Tensor]:
         """(T, D) tokens of one image, optional (T,) bool keep mask -> the normalised kept tokens, chunk by chunk."""
         for start in range(0, tokens.shape[0], chunk):
             part = tokens[start:start + chunk]
-            if keep is not None:
-                part = part[keep[start:start + chunk]]
+            if keep is not None:  # index_select: about half the time of boolean indexing
+                part = part.index_select(0, keep[start:start + chunk].nonzero().squeeze(1))
             if part.shape[0]:
                 yield self.norm1(part)
 
-    def _update_chunk(self, windows: Tensor, local_keep: Optional[Tensor], global_keep: Optional[Tensor],
-                      read: Tuple[Tensor, ...], bias: Tensor) -> int:
-        """One chunk of one image, in place: (K, S*S, D) window tokens, (K,) and (K, S*S) keep masks (None = all),
-        the image's folded read-back (``PrototypeAttention.fold_read``). Returns the MACs of its local branch and
-        MLP."""
+    def _update_windows(self, windows: Tensor, global_keep: Optional[Tensor], read: Tuple[Tensor, ...],
+                        bias: Tensor) -> None:
+        """Whole windows through the block, in place: (K, S*S, D) window tokens, optional (K, S*S) global keep
+        mask (None = all), the image's folded read-back (``PrototypeAttention.fold_read``). One LayerNorm feeds
+        both branches; the global branch is computed for every token and masked, as its read-back is a small part
+        of a token's cost."""
         k, n, d = windows.shape
         tokens = windows.view(k * n, d)
-        if local_keep is None:
-            normed = self.norm1(windows)
-            loc = self.local_attn(normed, bias)
-            glob = self.global_attn.read_tokens(normed.view(k * n, d), read)
-            windows += loc
-            tokens += glob
-            tokens += self.mlp(self.norm2(tokens))
-            return self.local_attn.macs(k) + self.mlp.macs(k * n)
-
-        win_idx = local_keep.nonzero().squeeze(1)
-        tok_idx = global_keep.reshape(-1).nonzero().squeeze(1)
-        mlp_idx = (local_keep[:, None] | global_keep).reshape(-1).nonzero().squeeze(1)
-        # gathered with their counts rounded up (token_linear then pads nothing); both branches read the block
-        # input: compute them before writing either
-        loc = glob = None
-        if win_idx.numel():
-            kept = windows.index_select(0, bucketed(win_idx, max(1, ROW_BUCKET // n)))
-            loc = self.local_attn(self.norm1(kept), bias)[:win_idx.numel()]
-        if tok_idx.numel():
-            kept = tokens.index_select(0, bucketed(tok_idx, ROW_BUCKET))
-            glob = self.global_attn.read_tokens(self.norm1(kept), read)[:tok_idx.numel()]
-        if loc is not None:
-            windows.index_add_(0, win_idx, loc)
-        if glob is not None:
-            tokens.index_add_(0, tok_idx, glob)
-        if mlp_idx.numel():
-            kept = tokens.index_select(0, bucketed(mlp_idx, ROW_BUCKET))
-            tokens.index_add_(0, mlp_idx, self.mlp(self.norm2(kept))[:mlp_idx.numel()])
-        return self.local_attn.macs(win_idx.numel()) + self.mlp.macs(mlp_idx.numel())
+        normed = self.norm1(windows)
+        loc = self.local_attn(normed, bias)
+        glob = self.global_attn.read_tokens(normed.view(k * n, d), read)
+        if global_keep is not None:
+            glob.mul_(global_keep.reshape(k * n, 1))
+        windows += loc
+        tokens += glob
+        tokens += self.mlp(self.norm2(tokens))

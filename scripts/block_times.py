@@ -1,0 +1,123 @@
+"""Where AdaM's time goes with and without early exit: per-block latency next to the work each block computes.
+
+Runs the trained AdaFormer's encoder once on a real LR image mirror-tiled to ``--size``, then times AdaM alone
+(the 6 TSABs, the confidence estimator, the 1x1 convs) with early exit on and off, interleaved round by round, on the
+inference path (eval, no autograd). Per block: the fraction of tokens kept by the global branch, of windows kept by
+the local branch, of tokens the block computes at all (kept windows whole plus the global branch's tokens in halted
+windows), and the median time with and without early exit. A block whose time ratio stays close to its computed
+fraction skips halted tokens at (almost) no cost; what early exit adds on top is the estimator.
+
+    python scripts/block_times.py [--size 480x270] [--runs 7] [--threads 2] [--json out.json]
+"""
+import argparse
+import collections
+import json
+import platform
+import statistics
+import time
+from typing import Callable, Dict, List
+
+import torch
+from torch import nn
+
+import adaformer_arch  # noqa: F401
+from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
+from adaformer_arch.benchmark.inputs import load_image, lr_input
+from adaformer_arch.utils.allocator import tune_glibc_malloc
+from adaformer_arch.utils.weights import load_weights
+
+
+def timed(module: nn.Module, method: str, key: str, log: Dict[str, List[float]]) -> None:
+    """Replace ``module.method`` by a wrapper that appends its wall time to ``log[key]``."""
+    inner: Callable = getattr(module, method)
+
+    def wrapper(*args, **kwargs):
+        start = time.perf_counter()
+        result = inner(*args, **kwargs)
+        log[key].append(time.perf_counter() - start)
+        return result
+
+    setattr(module, method, wrapper)
+
+
+def computed_fraction(local_halted: torch.Tensor, global_halted: torch.Tensor, window: int) -> float:
+    """Tokens a block computes: every token of a kept window, plus the global branch's tokens in halted windows."""
+    window_open = (~local_halted).repeat_interleave(window, dim=-2).repeat_interleave(window, dim=-1)
+    return (window_open | ~global_halted).float().mean().item()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument('--weights', default='experiments/pretrained_models/AdaFormer_x4_cpu.pth')
+    parser.add_argument('--input', default='demo/Set5/LR_bicubic/X4/baby.png')
+    parser.add_argument('--size', default='480x270', help='LR width x height')
+    parser.add_argument('--runs', type=int, default=7)
+    parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--json', help='write the numbers here')
+    args = parser.parse_args()
+    tune_glibc_malloc()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split('x'))
+
+    net = AdaFormer(upscale=4)
+    load_weights(net, args.weights)
+    net.eval()
+    adam = net.adam
+    lq = lr_input((width, height), load_image(args.input))
+    log: Dict[str, List[float]] = collections.defaultdict(list)
+    for i, block in enumerate(adam.blocks):
+        timed(block, 'forward_inference', f'block {i + 1}', log)
+    timed(adam.estimator, 'forward', 'estimator', log)
+    timed(adam.estimator, 'forward_windows', 'estimator', log)
+
+    with torch.inference_mode():
+        x = pad_to_multiple(lq - net.mean, net.window_size).contiguous(memory_format=torch.channels_last)
+        feat = residual_blocks(net.encoder, net.conv_first(x))
+        _, aux = adam(feat.clone(), True, net.halt_eps, True, False)
+        per_mode: Dict[bool, Dict[str, List[float]]] = {True: collections.defaultdict(list),
+                                                         False: collections.defaultdict(list)}
+        for round_ in range(args.runs + 1):  # round 0 warms up
+            for early_exit in (round_ % 2 == 0, round_ % 2 == 1):
+                log.clear()
+                start = time.perf_counter()
+                adam(feat.clone(), early_exit, net.halt_eps, True, False)
+                total = time.perf_counter() - start
+                if round_:
+                    per_mode[early_exit]['AdaM'].append(total)
+                    for key, values in log.items():
+                        per_mode[early_exit][key].append(sum(values))
+
+    def ms(early_exit: bool, key: str) -> float:
+        values = per_mode[early_exit].get(key)
+        return 1e3 * statistics.median(values) if values else 0.0
+
+    rows = []
+    for i in range(len(adam.blocks)):
+        local_halted, global_halted = aux['local_halted'][i], aux['global_halted'][i]
+        rows.append({'name': f'block {i + 1}',
+                     'global_kept': 1 - global_halted.float().mean().item(),
+                     'local_kept': 1 - local_halted.float().mean().item(),
+                     'computed': computed_fraction(local_halted, global_halted, net.window_size),
+                     'early_exit_ms': ms(True, f'block {i + 1}'), 'no_exit_ms': ms(False, f'block {i + 1}')})
+    for key in ('estimator', 'AdaM'):
+        rows.append({'name': key, 'early_exit_ms': ms(True, key), 'no_exit_ms': ms(False, key)})
+    halted = torch.stack(aux['global_halted']).float().mean().item()
+
+    print(f'AdaM at LR {width}x{height}, {args.threads} threads, median of {args.runs} interleaved runs; '
+          f'halted tokens s = {100 * halted:.1f} % (bound on the AdaM time ratio: 1 - 0.7 s = {1 - 0.7 * halted:.3f})')
+    print('| part | global kept % | local kept % | computed % | early exit ms | no-exit ms | ratio |')
+    print('|---|---|---|---|---|---|---|')
+    for r in rows:
+        kept = (f"{100 * r['global_kept']:.0f} | {100 * r['local_kept']:.0f} | {100 * r['computed']:.0f}"
+                if 'computed' in r else '- | - | -')
+        ratio = f"{r['early_exit_ms'] / r['no_exit_ms']:.3f}" if r['no_exit_ms'] else '-'
+        print(f"| {r['name']} | {kept} | {r['early_exit_ms']:.1f} | {r['no_exit_ms']:.1f} | {ratio} |")
+    if args.json:
+        with open(args.json, 'w') as f:
+            json.dump({'size': args.size, 'threads': args.threads, 'runs': args.runs, 'weights': args.weights,
+                       'input': args.input, 'halted_fraction': halted, 'machine': platform.processor(),
+                       'torch': torch.__version__, 'rows': rows}, f, indent=1)
+
+
+if __name__ == '__main__':
+    main()
