@@ -330,3 +330,23 @@ def test_token_linear_equals_linear():
     out = token_linear(x, weight, bias)  # with autograd: F.linear
     out.sum().backward()
     assert torch.allclose(x.grad, weight.sum(0).expand_as(x), atol=1e-4)
+
+
+@pytest.mark.parametrize('make', [lambda: small_net().eval(),
+                                  lambda: AdaFormerConvFloor(num_feat=16, num_block=2, upscale=2).eval()])
+def test_one_image_from_hwc_memory_runs_channels_last(make):
+    """A (1, C, H, W) view of an HWC array (``img2tensor(img).unsqueeze(0)``) has batch stride C, which convolutions
+    do not take for channels-last: the networks copy it to the standard layout, so their convolutions run
+    channels-last (the fast oneDNN layout) whatever the caller passes."""
+    net = make()
+    hwc = torch.rand(16, 24, 3)
+    lq = hwc.permute(2, 0, 1).unsqueeze(0)
+    assert lq.stride() == (3, 1, 72, 3)
+    first_block = (net.encoder if isinstance(net, AdaFormer) else net.body)[0].conv1
+    seen = []
+    first_block.register_forward_hook(lambda m, i, o: seen.append(o))
+    with torch.no_grad():
+        out = net(lq)
+        expected = net(lq.contiguous())
+    assert seen[0].is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(out, expected, atol=1e-6)

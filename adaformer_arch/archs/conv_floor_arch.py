@@ -7,7 +7,7 @@ from torch import Tensor, nn
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from .adaformer_arch import residual_blocks
+from .adaformer_arch import channels_last, residual_blocks
 
 
 @ARCH_REGISTRY.register()
@@ -40,7 +40,7 @@ class AdaFormerConvFloor(nn.Module):
     def forward(self, lq: Tensor) -> Tensor:
         # channels-last, as AdaFormer: the fast memory layout of CPU (oneDNN) and GPU convolutions
         # and the same inference path for the residual blocks and the tail (in place without autograd)
-        head = self.conv_first(((lq - self.mean) * self.img_range).contiguous(memory_format=torch.channels_last))
+        head = self.conv_first(channels_last((lq - self.mean) * self.img_range))
         feat = residual_blocks(self.body, head).add_(head)
         del head
         out = self.pixel_shuffle(self.conv_up(feat))

@@ -11,8 +11,8 @@ by the MLP. With no masks (the first block, or early exit off) every token is co
 
 * :meth:`TSAB.forward_dense` computes every token and multiplies by the masks (training, verification).
 * :meth:`TSAB.forward_inference` works on a row-major token map in place: it gathers only the kept windows/tokens,
-  computes them and scatters the results back, in pieces of a few thousand tokens (bounded memory). Both give the same result;
-  this path is what makes halted tokens free.
+  computes them and scatters the results back, in pieces of a few thousand tokens (bounded memory). Both give the
+  same result; this path is what makes halted tokens free.
 """
 from typing import Iterator, Optional, Tuple
 

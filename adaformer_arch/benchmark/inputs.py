@@ -9,7 +9,6 @@ from typing import Optional, Tuple
 
 import cv2
 import numpy as np
-import torch
 from torch import Tensor
 
 from basicsr.utils import img2tensor
@@ -59,4 +58,5 @@ def lr_input(size: Tuple[int, int], image: Optional[np.ndarray] = None) -> Tenso
     """(1, 3, height, width) RGB float tensor in [0, 1] for ``size`` = (width, height)."""
     width, height = size
     img = synthetic_image(width, height) if image is None else _fit(image, width, height)
-    return img2tensor(np.ascontiguousarray(img), bgr2rgb=True, float32=True).unsqueeze(0).to(torch.float32)
+    # contiguous NCHW, as a BasicSR data loader's batch (img2tensor alone gives an HWC-strided view)
+    return img2tensor(np.ascontiguousarray(img), bgr2rgb=True, float32=True).unsqueeze(0).contiguous()

@@ -2,12 +2,11 @@
 import copy
 import os
 
-import torch
 from torch import Tensor, nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
-from ..archs.adaformer_arch import pad_to_multiple
+from ..archs.adaformer_arch import channels_last, pad_to_multiple
 from ..utils.weights import WeightsError, load_weights
 from .options import RANDOM, BenchError, NetworkSpec
 
@@ -28,7 +27,7 @@ class InputAdapter(nn.Module):
         h, w = lq.shape[-2:]
         x = pad_to_multiple(lq, self.pad_to)
         if self.channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
+            x = channels_last(x)
         return self.net(x)[..., :h * self.scale, :w * self.scale].contiguous()
 
 

@@ -69,14 +69,15 @@ def sweep(adaformer: nn.Module, halt_eps: List[float], references: Dict[str, nn.
     images = [(os.path.basename(p['lq_path']), _read(p['lq_path']), _read(p['gt_path'])) for p in pairs]
     records: Dict[str, List[Dict]] = {name: [] for name, _, _ in variants}
     try:
-        first = img2tensor(images[0][1].astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].to(device)
+        first = img2tensor(images[0][1].astype('float32') / 255.0, bgr2rgb=True, float32=True)[None]
+        first = first.contiguous().to(device)
         for variant in variants:
             _run(variant, first, device)
             step()
         names = [v[0] for v in variants]
         by_name = {v[0]: v for v in variants}
         for i, (image, lq_img, gt_img) in enumerate(images):
-            lq = img2tensor(lq_img.astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].to(device)
+            lq = img2tensor(lq_img.astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].contiguous().to(device)
             gt = gt_img[:lq_img.shape[0] * scale, :lq_img.shape[1] * scale]
             for name in round_order(names, i):
                 seconds, out = _run(by_name[name], lq, device)
