@@ -9,7 +9,7 @@ from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.token_linear import token_linear
-from adaformer_arch.archs.window_attention import attention_per_head, from_windows, to_windows
+from adaformer_arch.archs.window_attention import attention_per_head, from_windows, to_windows, window_rows
 from basicsr.archs import build_network
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
@@ -116,7 +116,7 @@ def test_window_rows_gather_window_major_tokens(h, w):
     s, d = 4, 3
     x = torch.randn(1, d, h, w)
     segments = x[0].permute(1, 2, 0).contiguous().view(h * w // s, s * d)
-    rows = tsab.window_rows(torch.arange((h // s) * (w // s)), w // s, s)
+    rows = window_rows(torch.arange((h // s) * (w // s)), w // s, s)
     assert torch.equal(segments[rows.reshape(-1)].view(-1, s * s, d), to_windows(x, s)[0])
 
 

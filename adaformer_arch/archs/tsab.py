@@ -22,20 +22,13 @@ from torch import Tensor, nn
 from .chunking import CHUNK_TOKENS, bucketed, chunked
 from .prototype_attention import PrototypeAttention
 from .token_linear import ROW_BUCKET, token_linear
-from .window_attention import WindowAttention
+from .window_attention import WindowAttention, window_rows
 
 # Tokens per step of the inference path on the CPU: a piece's tokens and the temporaries of one block (about 1 MB
 # each at D=64) stay in the CPU caches from one operation to the next. Measured at LR 480x270: the 6 blocks take 35 %
 # less time than with 64k-token chunks (one thread; 37 % with two); 1k-16k tokens are within a few % of each other.
 # On a GPU, where every chunk costs kernel launches and caches matter less, chunks of CHUNK_TOKENS.
 INFERENCE_CHUNK_TOKENS = 4096
-
-
-def window_rows(windows: Tensor, grid_width: int, window_size: int) -> Tensor:
-    """(K,) row-major window numbers on a grid ``grid_width`` windows wide -> (K, S) row-major numbers of their S
-    rows of S tokens in the (H*W/S, S*D) view of the map: window (r, c), row y is segment ``(r*S + y) * W/S + c``."""
-    offsets = torch.arange(window_size, device=windows.device) * grid_width
-    return (windows // grid_width * window_size * grid_width + windows % grid_width)[:, None] + offsets
 
 
 class Mlp(nn.Module):
@@ -164,8 +157,8 @@ class TSAB(nn.Module):
             for part in rows.split(max(1, chunk_tokens // n)) if rows.numel() else ():
                 padded = bucketed(part, max(1, ROW_BUCKET // n))  # whole windows; token_linear then pads nothing
                 kept = segments.index_select(0, padded.reshape(-1)).view(-1, n, d)
-                keep_part = None if keep is None else keep.view(-1, s).index_select(0, padded.reshape(-1))
-                self._update_windows(kept, None if keep_part is None else keep_part.view(-1, n), read, bias)
+                kept_global = None if keep is None else keep.view(-1, s)[padded.reshape(-1)].view(-1, n)
+                self._update_windows(kept, kept_global, read, bias)
                 segments.index_copy_(0, part.reshape(-1), kept.view(-1, s * d)[:part.numel()])
             tokens = image.view(h * w, d)
             for part in loose.split(chunk_tokens) if loose.numel() else ():

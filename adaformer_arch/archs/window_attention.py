@@ -32,11 +32,12 @@ def from_windows(tokens: Tensor, window_size: int, height: int, width: int) -> T
     return x.permute(0, 3, 1, 2)
 
 
-def window_grid(x: Tensor, window_size: int) -> Tensor:
-    """(H, W, C) row-major map -> (H/S, S, W/S, S, C) view of it: window (i, j) is ``[i, :, j]``. Its
-    ``transpose(1, 2)`` reshaped to (nW, S*S, C) gives the window-major tokens of the map (one copy)."""
-    h, w, c = x.shape
-    return x.view(h // window_size, window_size, w // window_size, window_size, c)
+def window_rows(windows: Tensor, grid_width: int, window_size: int) -> Tensor:
+    """(K,) row-major window numbers on a grid ``grid_width`` windows wide -> (K, S) numbers of their S rows of S
+    tokens in the (H*W/S, S*C) view of a row-major (H, W, C) map: window (r, c), row y is segment
+    ``(r*S + y) * W/S + c``. Gathering those segments gives the windows' tokens in window-major order (one copy)."""
+    offsets = torch.arange(window_size, device=windows.device) * grid_width
+    return (windows // grid_width * window_size * grid_width + windows % grid_width)[:, None] + offsets
 
 
 def attention_per_head(qkv: Tensor, bias: Tensor, num_heads: int) -> Tensor:
