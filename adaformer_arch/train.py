@@ -144,9 +144,10 @@ class Training:
         return None
 
     def _remove_leftover_temporaries(self, opt: Dict) -> None:
+        """Temporary files of atomic writes (``.NAME.XXXX.tmp``: checkpoints, training states, validation stats and
+        images) that a crash cut short, anywhere in the experiment folder."""
         root = osp.join('experiments', opt['name'])
-        for tmp in glob.glob(osp.join(root, 'models', '.*.tmp')) + glob.glob(osp.join(root, 'training_states',
-                                                                                      '.*.tmp')):
+        for tmp in sorted(glob.glob(osp.join(root, '**', '.*.tmp'), recursive=True)):
             os.remove(tmp)
             self._notes.append(f'Removed {tmp}, a write cut short by a crash.')
 

@@ -336,6 +336,25 @@ def test_state_without_resume_point_resumes_as_basicsr_does(tmp_path, monkeypatc
     assert any('has no resume point' in n and 'epoch 1 restarts from its first sample' in n for n in training._notes)
 
 
+def test_auto_resume_removes_temporaries_of_writes_cut_short_anywhere_in_the_experiment(tmp_path, monkeypatch):
+    """A crash can cut short any atomic write: a checkpoint, a training state, validation stats in the experiment
+    folder, a validation image; --auto_resume removes their temporaries and nothing else."""
+    states, models = _experiment_folders(tmp_path, monkeypatch)
+    exp = tmp_path / 'experiments' / 'tiny'
+    (exp / 'visualization' / 'Set5').mkdir(parents=True)
+    leftovers = [models / '.net_g_4.pth.ab12.tmp', states / '.4.state.cd34.tmp', exp / '.stats_val_4.json.ef56.tmp',
+                 exp / 'visualization' / 'Set5' / '.baby_4.png.gh78.tmp']
+    kept = [exp / 'stats_val_2.json', exp / 'visualization' / 'Set5' / 'baby_2.png', exp / 'notes.tmp']
+    for path in leftovers + kept:
+        path.write_bytes(b'x')
+    training = Training()
+    assert training.load_resume_state(_resume_opt(tmp_path)) is None
+    assert not any(path.exists() for path in leftovers)
+    assert all(path.exists() for path in kept)
+    removed = [n for n in training._notes if 'a write cut short by a crash' in n]
+    assert len(removed) == len(leftovers) and any('.stats_val_4.json.ef56.tmp' in n for n in removed)
+
+
 def _epoch_batches(loader, sampler: ResumableSampler, epoch: int, stop_after: int = -1):
     """The GT batches of an epoch, and the resume point after ``stop_after`` of them (None if not reached)."""
     sampler.set_epoch(epoch)
