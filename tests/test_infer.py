@@ -138,7 +138,8 @@ def test_output_is_the_network_of_params_ema_and_tiling_matches_whole_image(mode
     assert np.abs(results['whole'][f'x{SCALE}'] - np.round(direct * 255.0)).max() <= 1
     for suffix, maps in results['tiled'].items():  # overlap 8 (4 px context per side): same up to rounding
         assert maps.shape == results['whole'][suffix].shape
-        assert np.abs(maps - results['whole'][suffix]).max() <= 1, suffix
+        # the confidence colour map is steep: a rounding-size change of the confidence can move it by 2 levels
+        assert np.abs(maps - results['whole'][suffix]).max() <= (2 if suffix == 'confidence' else 1), suffix
     # without overlap, pixels at the cuts lack their neighbours: the tiles really were processed separately
     assert np.abs(results['seams'][f'x{SCALE}'] - results['whole'][f'x{SCALE}']).max() > 2
 

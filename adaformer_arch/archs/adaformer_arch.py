@@ -16,7 +16,8 @@ from .window_attention import from_windows, to_windows
 
 # Above this fraction of windows, the windowed estimator (halo: (S+2)^2 instead of S^2 first-conv outputs for S=8,
 # plus the patch gather) is dearer than running it on the whole map. Measured with the 16-channel estimator at LR
-# 480x270, 2 threads: windowed 3.3 ms at 10 % of the windows, 11.2 ms at 20 %; whole map 7.7 ms.
+# 480x270, 2 threads: windowed 3.3 ms at 10 % of the windows, 11.2 ms at 20 %; whole map 7.7 ms (not re-measured
+# for the 8-channel default, whose two paths both cost about half as much).
 WINDOWED_ESTIMATOR_MAX_FRACTION = 0.12
 
 
@@ -181,7 +182,7 @@ class AdaFormer(nn.Module):
                  window_size: int = 8,
                  num_prototypes: int = 16,
                  mlp_ratio: float = 2.,
-                 estimator_dim: int = 16,
+                 estimator_dim: int = 8,
                  halt_eps: float = 0.05,
                  early_exit: bool = True,
                  img_range: float = 1.,
