@@ -74,7 +74,8 @@ def main() -> None:
     parser.add_argument('--halt-eps', nargs='*', type=float, default=[], help='extra early-exit rows at these halt_eps')
     parser.add_argument('--swinir-weights', help='add a SwinIR-light row with these weights')
     parser.add_argument('--estimator-dim', type=int,
-                        help="the AdaFormer weights' confidence estimator width (32 for weights from before session 4)")
+                        help="the AdaFormer weights' confidence estimator width (32 for weights from before session 4, "
+                        '16 for those of session 4)')
     args = parser.parse_args()
     with open(args.opt) as f:
         base = yaml.safe_load(f)
