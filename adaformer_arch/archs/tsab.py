@@ -155,9 +155,10 @@ class TSAB(nn.Module):
             rows = window_rows(windows, w // s, s)  # (K, S) row-major numbers of the windows' rows of S tokens
             segments = image.view(h * w // s, s * d)
             for part in rows.split(max(1, chunk_tokens // n)) if rows.numel() else ():
-                padded = bucketed(part, max(1, ROW_BUCKET // n))  # whole windows; token_linear then pads nothing
-                kept = segments.index_select(0, padded.reshape(-1)).view(-1, n, d)
-                kept_global = None if keep is None else keep.view(-1, s)[padded.reshape(-1)].view(-1, n)
+                # whole windows, their count rounded up (token_linear then pads nothing)
+                padded = bucketed(part, max(1, ROW_BUCKET // n)).reshape(-1)
+                kept = segments.index_select(0, padded).view(-1, n, d)
+                kept_global = None if keep is None else keep.view(-1, s)[padded].view(-1, n)
                 self._update_windows(kept, kept_global, read, bias)
                 segments.index_copy_(0, part.reshape(-1), kept.view(-1, s * d)[:part.numel()])
             tokens = image.view(h * w, d)
