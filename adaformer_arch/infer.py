@@ -205,7 +205,7 @@ def process(path: str, net: AdaFormer, args: argparse.Namespace, device: torch.d
             overlap: int, out_name: str) -> None:
     """Super-resolve one file into ``args.output/<out_name>.png`` (and its maps)."""
     img, info = read_image(path)
-    lq = img2tensor(img, bgr2rgb=True, float32=True).unsqueeze(0).contiguous()  # (1, 3, h, w) RGB in [0, 1]
+    lq = img2tensor(img, bgr2rgb=True, float32=True).unsqueeze(0)  # (1, 3, h, w) RGB in [0, 1]
     with torch.inference_mode():
         if tile is None:
             sr, maps = forward_with_maps(net, lq.to(device), args.save_maps)

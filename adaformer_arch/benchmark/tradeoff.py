@@ -10,8 +10,9 @@ import time
 from typing import Callable, Dict, List, Optional, Tuple
 
 import cv2
+import numpy as np
 import torch
-from torch import nn
+from torch import Tensor, nn
 
 from basicsr.data.data_util import paired_paths_from_folder
 from basicsr.metrics import calculate_psnr
@@ -59,6 +60,11 @@ def _run(variant: Variant, lq: torch.Tensor, device: torch.device) -> Tuple[floa
     return time.perf_counter() - start, out
 
 
+def _batch(img: np.ndarray, device: torch.device) -> Tensor:
+    """(h, w, 3) BGR uint8 image -> (1, 3, h, w) RGB float batch in [0, 1], contiguous like a data loader's."""
+    return img2tensor(img.astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].contiguous().to(device)
+
+
 def sweep(adaformer: nn.Module, halt_eps: List[float], references: Dict[str, nn.Module], pairs: List[Dict[str, str]],
           scale: int, device: torch.device, step: Callable[[], None]) -> Dict:
     """Runs the sweep over ``pairs`` (from :func:`dataset_pairs`); returns per variant mean PSNR, mean/median
@@ -69,15 +75,14 @@ def sweep(adaformer: nn.Module, halt_eps: List[float], references: Dict[str, nn.
     images = [(os.path.basename(p['lq_path']), _read(p['lq_path']), _read(p['gt_path'])) for p in pairs]
     records: Dict[str, List[Dict]] = {name: [] for name, _, _ in variants}
     try:
-        first = img2tensor(images[0][1].astype('float32') / 255.0, bgr2rgb=True, float32=True)[None]
-        first = first.contiguous().to(device)
+        first = _batch(images[0][1], device)
         for variant in variants:
             _run(variant, first, device)
             step()
         names = [v[0] for v in variants]
         by_name = {v[0]: v for v in variants}
         for i, (image, lq_img, gt_img) in enumerate(images):
-            lq = img2tensor(lq_img.astype('float32') / 255.0, bgr2rgb=True, float32=True)[None].contiguous().to(device)
+            lq = _batch(lq_img, device)
             gt = gt_img[:lq_img.shape[0] * scale, :lq_img.shape[1] * scale]
             for name in round_order(names, i):
                 seconds, out = _run(by_name[name], lq, device)
