@@ -11,7 +11,7 @@ CHOICES = ('default', 'tuned')
 def apply_allocator(mode: str) -> Dict:
     """Apply ``mode`` to this process (every network runs in it alike) and describe what was done, for the JSON.
 
-    ``tuned`` calls ``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, 16 GiB)`` through ctypes
+    ``tuned`` calls ``mallopt(M_MMAP_MAX, 0)`` and ``mallopt(M_TRIM_THRESHOLD, INT_MAX)`` (2 GiB) through ctypes
     (:func:`adaformer_arch.utils.allocator.tune_glibc_malloc`); ``default`` leaves malloc alone.
     """
     if mode not in CHOICES:

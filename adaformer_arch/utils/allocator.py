@@ -4,6 +4,10 @@ By default glibc serves large blocks with mmap and gives freed memory back to th
 the CPU allocates and frees activation buffers of tens of MB in every forward, so each forward pays page faults
 for memory it just returned (about half of SwinIR-light's CPU time at 480x270). Disabling mmap for large blocks
 and raising the trim threshold keeps that memory in the process and reuses it.
+
+``mallopt`` takes a C ``int``: through ctypes a larger Python int is silently masked to 32 bits (sessions 1-5 set
+``1 << 34``, which became a threshold of 0, so the heap was trimmed after nearly every free: about 130k page
+faults per forward of the conv floor at 480x270). ``INT_MAX`` bytes is the largest threshold it takes.
 """
 import ctypes
 import ctypes.util
@@ -12,7 +16,8 @@ import sys
 
 M_TRIM_THRESHOLD = -1
 M_MMAP_MAX = -4
-TRIM_THRESHOLD_BYTES = 1 << 34  # 16 GiB: effectively never trim
+INT_MAX = 2**31 - 1
+TRIM_THRESHOLD_BYTES = INT_MAX  # 2 GiB: free memory at the top of the heap is kept up to this much
 
 
 def tune_glibc_malloc() -> bool:
@@ -28,4 +33,6 @@ def tune_glibc_malloc() -> bool:
     libc = ctypes.CDLL(name)
     if not hasattr(libc, 'mallopt'):
         return False
+    libc.mallopt.argtypes = (ctypes.c_int, ctypes.c_int)
+    libc.mallopt.restype = ctypes.c_int
     return bool(libc.mallopt(M_MMAP_MAX, 0)) and bool(libc.mallopt(M_TRIM_THRESHOLD, TRIM_THRESHOLD_BYTES))
