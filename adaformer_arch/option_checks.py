@@ -8,6 +8,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 * for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
+* for ``model_type: AdaFormerModel``, a ``tile`` block (tiled testing) whose keys or values it cannot use;
 * ``path.pretrain_network_g`` that does not exist, cannot be loaded as plain weights, or (with ``strict_load_g``)
   does not fit ``network_g``: every tensor that disagrees is named (BasicSR would fail with a traceback later);
 * data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
@@ -119,6 +120,8 @@ def check_options(opt: Dict) -> List[str]:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
     problems += _check_scale(opt)
+    if opt.get('model_type') == 'AdaFormerModel':
+        problems += _check_tile(opt)
     if not problems:  # the network can be built
         problems += _check_pretrained(opt)
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
@@ -175,6 +178,36 @@ def _check_pretrained(opt: Dict) -> List[str]:
         return []
     return [f'path.pretrain_network_g: {weights} does not fit network_g (strict_load_g is true):\n    '
             + '\n    '.join(lines)]
+
+
+TILE_KEYS = ('tile_size', 'tile_pad')
+
+
+def _check_tile(opt: Dict) -> List[str]:
+    """``tile: {tile_size, tile_pad}``: a positive tile size, a multiple of the network's attention window (so the
+    windows of every tile coincide with those of the whole image), and a non-negative pad."""
+    tile = opt.get('tile')
+    if tile is None:
+        return []
+    if not isinstance(tile, dict):
+        return [f'tile: expected a block like "tile: {{tile_size: 256, tile_pad: 32}}", got {tile!r}']
+    problems = [f'tile.{key}: no such option{closest(key, TILE_KEYS)} (tile takes: {", ".join(TILE_KEYS)})'
+                for key in tile if key not in TILE_KEYS]
+    size, pad = tile.get('tile_size'), tile.get('tile_pad', 0)
+    cfg = opt.get('network_g') if isinstance(opt.get('network_g'), dict) else {}
+    window = cfg.get('window_size')
+    if window is None and cfg.get('type') in ARCH_REGISTRY:
+        param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get('window_size')
+        window = None if param is None or param.default is inspect.Parameter.empty else param.default
+    window = window if isinstance(window, int) and window > 0 else 1
+    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % window:
+        hint = f' (e.g. {max(window, (size // window) * window)})' if isinstance(size, int) and size > 0 else ''
+        problems.append(f'tile.tile_size: must be a positive multiple of the network\'s window size {window} in LR '
+                        f'pixels, got {size!r}{hint}')
+    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+        problems.append(f'tile.tile_pad: must be an integer >= 0 (LR pixels of context around each tile), '
+                        f'got {pad!r}')
+    return problems
 
 
 def _check_scale(opt: Dict) -> List[str]:

@@ -6,7 +6,7 @@ import adaformer_arch  # noqa: F401
 from adaformer_arch.losses.uncertainty_loss import UncertaintyLoss
 from basicsr.models import build_model
 
-from helpers import train_options
+from helpers import TINY_NET, train_options
 
 
 @pytest.fixture
@@ -118,3 +118,57 @@ def test_windowed_network_gets_its_input_padded_and_output_cropped(tmp_path):
     with torch.no_grad():
         expected = model.net_g(torch.nn.functional.pad(lq, (0, 3, 0, 2), 'reflect'))[..., :12, :18]
     assert torch.allclose(model.output, expected, atol=1e-6)
+
+
+def _test_model(tmp_path, network_g, tile=None):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path), network_g=network_g)
+    del opt['train']['uncertainty_opt']
+    opt['train']['ema_decay'] = 0
+    if tile:
+        opt['tile'] = tile
+    torch.manual_seed(0)
+    return build_model(opt)
+
+
+def _tested(model, lq):
+    model._records = []
+    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, lq.shape[2] * 2, lq.shape[3] * 2), 'lq_path': ['a.png']})
+    model.test()
+    return model.output, model._records[-1]
+
+
+def test_tiled_test_of_a_conv_network_equals_the_whole_image(tmp_path):
+    edsr = {'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1, 'upscale': 2,
+            'img_range': 1.}
+    whole = _test_model(tmp_path, dict(edsr))
+    tiled = _test_model(tmp_path, dict(edsr), tile={'tile_size': 8, 'tile_pad': 6})  # pad > receptive radius
+    tiled.net_g.load_state_dict(whole.net_g.state_dict())
+    lq = torch.rand(1, 3, 21, 30)  # 3 x 4 tiles, the last ones shorter
+    expected, _ = _tested(whole, lq)
+    got, record = _tested(tiled, lq)
+    assert got.shape == (1, 3, 42, 60)
+    assert torch.allclose(got, expected, atol=1e-5)
+    assert 'sparsity' not in record
+
+
+def test_tiled_test_of_adaformer_rebuilds_the_halting_statistics(tmp_path):
+    net = dict(TINY_NET, halt_eps=0.49)
+    whole = _test_model(tmp_path, dict(net))
+    with torch.no_grad():
+        whole.net_g.adam.estimator.conv2.bias.zero_()  # C ~ 0.5, threshold 0.51: some tokens halt, some not
+    one_tile = _test_model(tmp_path, dict(net), tile={'tile_size': 64, 'tile_pad': 0})
+    tiles = _test_model(tmp_path, dict(net), tile={'tile_size': 8, 'tile_pad': 4})
+    for model in (one_tile, tiles):
+        model.net_g.load_state_dict(whole.net_g.state_dict())
+    lq = torch.rand(1, 3, 16, 24)  # multiples of the window: pixel and token fractions agree
+    expected, record = _tested(whole, lq)
+    assert 0 < record['sparsity'][1] < 1 and 0 < record['window_sparsity'][1] < 1
+    got, one_record = _tested(one_tile, lq)  # one tile = the whole image: the same numbers rebuilt from the maps
+    assert torch.equal(got, expected)
+    for key in ('sparsity', 'window_sparsity', 'macs'):
+        assert one_record[key] == pytest.approx(record[key])
+    got, tiles_record = _tested(tiles, lq)
+    assert got.shape == expected.shape
+    assert len(tiles_record['sparsity']) == 2 and tiles_record['sparsity'][0] == 0
+    assert tiles_record['macs'] > record['macs']  # 2 x 3 tiles of up to 16 x 16 pixels: the overlaps twice

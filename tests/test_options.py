@@ -120,6 +120,23 @@ def test_scale_must_match_the_network(data):
     assert problems(opt)[0].startswith('scale is 2 but network_g.upscale is 3')
 
 
+def test_tile_block_is_checked_against_the_window(data):
+    opt = eval_options(data, None)  # TINY_NET: window_size 4
+    opt['tile'] = {'tile_size': 16, 'tile_pad': 4}
+    assert check_options(parsed(opt, is_train=False)) == []
+    opt['tile'] = {'tile_size': 10, 'tile_sise': 8, 'tile_pad': -1}
+    found = problems(opt, is_train=False)
+    assert "tile.tile_sise: no such option; did you mean 'tile_size'?" in found[0]
+    assert found[1] == ("tile.tile_size: must be a positive multiple of the network's window size 4 in LR pixels, "
+                        "got 10 (e.g. 8)")
+    assert found[2].startswith('tile.tile_pad: must be an integer >= 0')
+    opt['tile'] = 256
+    assert problems(opt, is_train=False)[0].startswith('tile: expected a block like')
+    del opt['network_g']['window_size']  # AdaFormer's default window is 8
+    opt['tile'] = {'tile_size': 12}
+    assert 'window size 8' in problems(opt, is_train=False)[0]
+
+
 def test_pretrained_weights_must_exist_and_fit_the_network(data, tmp_path):
     opt = train_options(data)
     opt['path']['pretrain_network_g'] = str(tmp_path / 'nowhere.pth')

@@ -5,10 +5,11 @@ import statistics
 import time
 from collections import OrderedDict
 from os import path as osp
-from typing import Callable, Dict, Iterator, List, Optional
+from typing import Callable, Dict, Iterator, List, Optional, Tuple
 
 import cv2
 import torch
+from torch import Tensor
 
 from basicsr.losses import build_loss
 from basicsr.models.sr_model import SRModel
@@ -19,6 +20,7 @@ from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
+from ..utils.tiling import run_tiled
 
 
 def _sync(device: torch.device) -> None:
@@ -35,7 +37,8 @@ class AdaFormerModel(SRModel):
 
     Validation/test: BasicSR's metrics, plus per image the latency, executed MACs and per-block sparsity, logged as
     a table and written to ``<log dir>/stats_<dataset>_<iter>.json``. ``val.save_halting_maps: true`` writes halting
-    depth and confidence PNGs next to the SR images. Works with any ``network_g``; the halting columns are filled
+    depth and confidence PNGs next to the SR images. ``tile: {tile_size: N, tile_pad: P}`` (top level, as in HAT)
+    tests in tiles with bounded memory (:meth:`_tiled_forward`). Works with any ``network_g``; the halting columns are filled
     for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a multiple of it.
 
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
@@ -137,28 +140,68 @@ class AdaFormerModel(SRModel):
         was_training = net.training
         bare = self.get_bare_model(net)
         bare.eval()
+        tile = self.opt.get('tile')
         with torch.no_grad():
             _sync(self.device)
             start = time.perf_counter()
-            if isinstance(bare, AdaFormer):
+            if tile:
+                self.output, aux = self._tiled_forward(bare, tile['tile_size'], tile.get('tile_pad', 0))
+            elif isinstance(bare, AdaFormer):
                 self.output, aux = bare(self.lq, return_aux=True)
             else:
-                self.output, aux = self._padded_forward(bare), None
+                self.output, aux = self._padded_forward(bare, self.lq), None
             _sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
         self._record_test(aux, latency)
 
-    def _padded_forward(self, net: torch.nn.Module) -> torch.Tensor:
+    def _tiled_forward(self, net: torch.nn.Module, tile_size: int, tile_pad: int) -> Tuple[Tensor, Optional[Dict]]:
+        """The option ``tile: {tile_size, tile_pad}`` (as in HAT): ``lq`` super-resolved in tiles whose kept cores
+        are ``tile_size`` LR pixels and which see ``tile_pad`` more pixels of context on every side that is not an
+        image border (:func:`run_tiled` with tiles of ``tile_size + 2 * tile_pad`` overlapping by
+        ``2 * tile_pad``), so memory is bounded by the tile whatever the image size.
+
+        For AdaFormer the per-tile halting maps are stitched like the image, and the returned aux holds them at
+        pixel level: ``global_halted``/``local_halted`` as (B, 1, H, W) masks per block (a token's window halted),
+        the block-mean confidence, and the MACs summed over the tiles. So the tiled statistics are fractions of
+        the image's pixels, where the whole-image ones count the window-padded map's tokens and windows.
+        Returns (B, C, H*s, W*s) SR and that aux (None for other networks), both on the CPU.
+        """
+        is_adaformer = isinstance(net, AdaFormer)
+        macs = 0
+
+        def forward(lq: Tensor) -> Tuple[Tensor, Dict[str, Tensor]]:
+            nonlocal macs
+            if not is_adaformer:
+                return self._padded_forward(net, lq), {}
+            sr, aux = net(lq, return_aux=True)
+            macs += aux['macs']
+            h, w = lq.shape[-2:]
+            s = net.window_size
+            window_depth = halting_depth(aux['local_halted']).repeat_interleave(s, -2).repeat_interleave(s, -1)
+            return sr, {'depth': halting_depth(aux['global_halted'])[..., :h, :w],
+                        'window_depth': window_depth[..., :h, :w],
+                        'confidence': torch.stack(aux['confidences']).mean(0)[..., :h, :w]}
+
+        sr, maps = run_tiled(forward, self.lq, self.opt.get('scale', 1), tile_size + 2 * tile_pad, 2 * tile_pad,
+                             self.device)
+        if not is_adaformer:
+            return sr, None
+        depth = len(net.adam.blocks)  # block l skipped a token iff fewer than l + 1 blocks computed it
+        return sr, {'global_halted': [maps['depth'] <= l for l in range(depth)],
+                    'local_halted': [maps['window_depth'] <= l for l in range(depth)],
+                    'confidences': [maps['confidence']], 'macs': macs}
+
+    def _padded_forward(self, net: torch.nn.Module, lq: Tensor) -> Tensor:
         """``net(lq)``; for a windowed network (``network_g.window_size``, e.g. SwinIR) the input is padded at the
         bottom/right to a multiple of the window with AdaFormer's own padding and the output cropped back, as
         BasicSR's SwinIRModel does."""
         window = self.opt['network_g'].get('window_size')
         if not window:
-            return net(self.lq)
-        h, w = self.lq.shape[-2:]
+            return net(lq)
+        h, w = lq.shape[-2:]
         scale = self.opt.get('scale', 1)
-        return net(pad_to_multiple(self.lq, window))[..., :h * scale, :w * scale]
+        return net(pad_to_multiple(lq, window))[..., :h * scale, :w * scale]
 
     def _record_test(self, aux: Optional[Dict], latency: float) -> None:
         name = osp.splitext(osp.basename(self.lq_path))[0] if self.lq_path else f'image{len(self._records)}'
