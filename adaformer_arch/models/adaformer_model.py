@@ -38,8 +38,9 @@ class AdaFormerModel(SRModel):
     Validation/test: BasicSR's metrics, plus per image the latency, executed MACs and per-block sparsity, logged as
     a table and written to ``<log dir>/stats_<dataset>_<iter>.json``. ``val.save_halting_maps: true`` writes halting
     depth and confidence PNGs next to the SR images. ``tile: {tile_size: N, tile_pad: P}`` (top level, as in HAT)
-    tests in tiles with bounded memory (:meth:`_tiled_forward`). Works with any ``network_g``; the halting columns are filled
-    for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a multiple of it.
+    tests in tiles with bounded memory (:meth:`_tiled_forward`). Works with any ``network_g``; the halting columns
+    are filled for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a
+    multiple of it.
 
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
