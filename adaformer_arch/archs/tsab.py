@@ -139,10 +139,11 @@ class TSAB(nn.Module):
         for i in range(b):
             image = x[i]  # (H, W, D) view
             keep = None if global_keep is None else global_keep[i]
-            prototypes = self.global_attn.gather_prototypes(self._kept_tokens(
-                image.view(-1, d), None if keep is None else keep.reshape(-1), chunk_tokens))  # Eqs. 10-11
+            kept = None if keep is None else keep.reshape(-1).nonzero().squeeze(1)  # the global branch's tokens
+            prototypes = self.global_attn.gather_prototypes(
+                self._kept_tokens(image.view(-1, d), kept, chunk_tokens))  # Eqs. 10-11
             read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per piece
-            kept_tokens = h * w if keep is None else int(keep.sum())
+            kept_tokens = h * w if kept is None else kept.numel()
             if kept_tokens:
                 macs += self.global_attn.gather_macs(kept_tokens, 1)
             if keep is None:
@@ -172,14 +173,16 @@ class TSAB(nn.Module):
                      + self.global_attn.read_macs(computed))
         return x, macs
 
-    def _kept_tokens(self, tokens: Tensor, keep: Optional[Tensor], chunk: int) -> Iterator[Tensor]:
-        """(T, D) tokens of one image, optional (T,) bool keep mask -> the normalised kept tokens, chunk by chunk."""
-        for start in range(0, tokens.shape[0], chunk):
-            part = tokens[start:start + chunk]
-            if keep is not None:  # index_select: about half the time of boolean indexing
-                part = part.index_select(0, keep[start:start + chunk].nonzero().squeeze(1))
-            if part.shape[0]:
-                yield self.norm1(part)
+    def _kept_tokens(self, tokens: Tensor, kept: Optional[Tensor], chunk: int) -> Iterator[Tensor]:
+        """(T, D) tokens of one image, optional (K,) numbers of the kept ones (None = all) -> the normalised kept
+        tokens, ``chunk`` at a time: few and full pieces however sparse the map (index_select: about half the time
+        of boolean indexing)."""
+        if kept is None:
+            for start in range(0, tokens.shape[0], chunk):
+                yield self.norm1(tokens[start:start + chunk])
+        else:
+            for part in kept.split(chunk) if kept.numel() else ():
+                yield self.norm1(tokens.index_select(0, part))
 
     def _update_windows(self, windows: Tensor, global_keep: Optional[Tensor], read: Tuple[Tensor, ...],
                         bias: Tensor) -> None:
