@@ -214,6 +214,12 @@ def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_pat
     assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err
 
 
+def test_estimator_width_hint_survives_a_long_mismatch_report(model, tmp_path, capsys):
+    code, err = infer_with_checkpoint(model, tmp_path, capsys, 'wide.pth', num_feat=12, estimator_dim=5)
+    assert code == 2 and '... and' in err  # more tensors disagree than the report names
+    assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err
+
+
 def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(infer, 'DEFAULT_WEIGHTS', tmp_path / 'not_shipped_yet.pth')
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))

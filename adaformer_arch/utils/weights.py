@@ -60,22 +60,25 @@ def _listing(items: List[str]) -> str:
 
 
 def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
-    """One line per tensor that does not fit ``net``: missing, unexpected, or shaped differently."""
+    """One line per tensor that does not fit ``net``: missing, unexpected, or shaped differently; first, when the
+    confidence estimator's width differs, the option that makes it fit (a report cut after ``MAX_LISTED`` lines
+    keeps it)."""
     own = net.state_dict()
-    lines = [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
-             for k, v in own.items() if k in state and state[k].shape != v.shape]
-    missing = [k for k in own if k not in state]
-    unexpected = [k for k in state if k not in own]
-    if missing:
-        lines.append(f'missing from the checkpoint: {_listing(missing)}')
-    if unexpected:
-        lines.append(f'not in the network: {_listing(unexpected)}')
+    lines = []
     estimator = [k for k in own if k.endswith('estimator.conv1.weight') and k in state
                  and state[k].shape != own[k].shape]
     if estimator:  # checkpoints from before estimator_dim (32 channels then) or trained with another width
         width = state[estimator[0]].shape[0]
         lines.append(f'the checkpoint\'s confidence estimator has {width} hidden channels: set network_g '
                      f'estimator_dim: {width}')
+    lines += [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
+              for k, v in own.items() if k in state and state[k].shape != v.shape]
+    missing = [k for k in own if k not in state]
+    unexpected = [k for k in state if k not in own]
+    if missing:
+        lines.append(f'missing from the checkpoint: {_listing(missing)}')
+    if unexpected:
+        lines.append(f'not in the network: {_listing(unexpected)}')
     return lines
 
 
