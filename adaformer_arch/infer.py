@@ -37,7 +37,7 @@ from basicsr.utils import img2tensor, scandir, tensor2img
 
 from .archs.adaformer_arch import AdaFormer
 from .utils.allocator import tune_glibc_malloc
-from .utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
+from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
 from .utils.tiling import run_tiled, tile_count
 from .utils.weights import WeightsError, WeightsMismatchError, load_weights
@@ -186,10 +186,7 @@ def forward_with_maps(net: AdaFormer, lq: Tensor, maps: bool) -> Tuple[Tensor, D
     if not maps:
         return net(lq), {}
     sr, aux = net(lq, return_aux=True)
-    h, w = lq.shape[-2:]
-    depth = halting_depth(aux['global_halted'])[..., :h, :w].float()
-    confidence = torch.stack(aux['confidences']).mean(0)[..., :h, :w]
-    return sr, {'depth': depth, 'confidence': confidence}
+    return sr, halting_maps(aux, *lq.shape[-2:])
 
 
 def save_maps(out_dir: str, stem: str, maps: Dict[str, Tensor], num_blocks: int, size: Tuple[int, int]) -> None:

@@ -139,11 +139,11 @@ class TSAB(nn.Module):
         for i in range(b):
             image = x[i]  # (H, W, D) view
             keep = None if global_keep is None else global_keep[i]
-            kept = None if keep is None else keep.reshape(-1).nonzero().squeeze(1)  # the global branch's tokens
+            global_index = None if keep is None else keep.reshape(-1).nonzero().squeeze(1)  # its kept tokens
             prototypes = self.global_attn.gather_prototypes(
-                self._kept_tokens(image.view(-1, d), kept, chunk_tokens))  # Eqs. 10-11
+                self._kept_tokens(image.view(-1, d), global_index, chunk_tokens))  # Eqs. 10-11
             read = self.global_attn.fold_read(prototypes)  # Eqs. 12-13 as two GEMMs per piece
-            kept_tokens = h * w if kept is None else kept.numel()
+            kept_tokens = h * w if global_index is None else global_index.numel()
             if kept_tokens:
                 macs += self.global_attn.gather_macs(kept_tokens, 1)
             if keep is None:

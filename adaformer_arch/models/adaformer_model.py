@@ -19,7 +19,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
-from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth
+from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps
 from ..utils.tiling import run_tiled
 
 
@@ -180,9 +180,7 @@ class AdaFormerModel(SRModel):
             h, w = lq.shape[-2:]
             s = net.window_size
             window_depth = halting_depth(aux['local_halted']).repeat_interleave(s, -2).repeat_interleave(s, -1)
-            return sr, {'depth': halting_depth(aux['global_halted'])[..., :h, :w],
-                        'window_depth': window_depth[..., :h, :w],
-                        'confidence': torch.stack(aux['confidences']).mean(0)[..., :h, :w]}
+            return sr, dict(halting_maps(aux, h, w), window_depth=window_depth[..., :h, :w])
 
         sr, maps = run_tiled(forward, self.lq, self.opt.get('scale', 1), tile_size + 2 * tile_pad, 2 * tile_pad,
                              self.device)
@@ -218,8 +216,8 @@ class AdaFormerModel(SRModel):
     def _save_halting_maps(self, name: str, aux: Dict) -> None:
         h, w = self.lq.shape[-2:]
         scale = self.opt.get('scale', 1)
-        depth = halting_depth(aux['global_halted'])[0, 0, :h, :w].cpu().numpy()
-        conf = torch.stack(aux['confidences']).mean(0)[0, 0, :h, :w].cpu().numpy()
+        maps = halting_maps(aux, h, w)
+        depth, conf = (maps[k][0, 0].cpu().numpy() for k in ('depth', 'confidence'))
         if self.opt['is_train']:
             base = osp.join(self.opt['path']['visualization'], name, f'{name}_{self._current_iter}')
         else:

@@ -1,14 +1,22 @@
 """Pictures of where AdaFormer halts: the halting depth (paper Fig. 1) and the confidence (Fig. 6)."""
-from typing import Sequence
+from typing import Dict, Sequence
 
 import cv2
 import numpy as np
+import torch
 from torch import Tensor
 
 
 def halting_depth(global_halted: Sequence[Tensor]) -> Tensor:
     """L bool maps (B, 1, h, w), True = skipped in that block -> (B, 1, h, w) number of blocks that computed it."""
     return sum((~m).int() for m in global_halted)
+
+
+def halting_maps(aux: Dict, height: int, width: int) -> Dict[str, Tensor]:
+    """AdaFormer's ``aux`` -> {'depth': (B, 1, height, width) float, the blocks that computed each token;
+    'confidence': (B, 1, height, width), its confidence averaged over the blocks}, cropped to the unpadded LR size."""
+    return {'depth': halting_depth(aux['global_halted'])[..., :height, :width].float(),
+            'confidence': torch.stack(aux['confidences']).mean(0)[..., :height, :width]}
 
 
 def depth_to_png(depth: np.ndarray, num_blocks: int) -> np.ndarray:
