@@ -101,25 +101,6 @@ def test_estimator_only_needs_the_uncertainty_loss(tmp_path):
         build_model(opt)
 
 
-def test_windowed_network_gets_its_input_padded_and_output_cropped(tmp_path):
-    swinir = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4, 'img_range': 1.,
-              'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
-              'resi_connection': '1conv'}
-    opt = train_options(tmp_path)
-    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path), network_g=swinir)
-    del opt['train']['uncertainty_opt']
-    opt['train']['ema_decay'] = 0
-    torch.manual_seed(0)
-    model = build_model(opt)
-    lq = torch.rand(1, 3, 6, 9)  # neither side a multiple of the window: the plain forward would fail
-    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, 12, 18), 'lq_path': ['a.png']})
-    model.test()
-    assert model.output.shape == (1, 3, 12, 18)
-    with torch.no_grad():
-        expected = model.net_g(torch.nn.functional.pad(lq, (0, 3, 0, 2), 'reflect'))[..., :12, :18]
-    assert torch.allclose(model.output, expected, atol=1e-6)
-
-
 def _test_model(tmp_path, network_g, tile=None):
     opt = train_options(tmp_path)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path), network_g=network_g)
@@ -129,6 +110,20 @@ def _test_model(tmp_path, network_g, tile=None):
         opt['tile'] = tile
     torch.manual_seed(0)
     return build_model(opt)
+
+
+def test_windowed_network_gets_its_input_padded_and_output_cropped(tmp_path):
+    swinir = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4, 'img_range': 1.,
+              'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
+              'resi_connection': '1conv'}
+    model = _test_model(tmp_path, swinir)
+    lq = torch.rand(1, 3, 6, 9)  # neither side a multiple of the window: the plain forward would fail
+    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, 12, 18), 'lq_path': ['a.png']})
+    model.test()
+    assert model.output.shape == (1, 3, 12, 18)
+    with torch.no_grad():
+        expected = model.net_g(torch.nn.functional.pad(lq, (0, 3, 0, 2), 'reflect'))[..., :12, :18]
+    assert torch.allclose(model.output, expected, atol=1e-6)
 
 
 def _tested(model, lq):
