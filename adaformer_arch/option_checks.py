@@ -194,11 +194,7 @@ def _check_tile(opt: Dict) -> List[str]:
     problems = [f'tile.{key}: no such option{closest(key, TILE_KEYS)} (tile takes: {", ".join(TILE_KEYS)})'
                 for key in tile if key not in TILE_KEYS]
     size, pad = tile.get('tile_size'), tile.get('tile_pad', 0)
-    cfg = opt.get('network_g') if isinstance(opt.get('network_g'), dict) else {}
-    window = cfg.get('window_size')
-    if window is None and cfg.get('type') in ARCH_REGISTRY:
-        param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get('window_size')
-        window = None if param is None or param.default is inspect.Parameter.empty else param.default
+    window = _network_argument(opt, 'window_size')
     window = window if isinstance(window, int) and window > 0 else 1
     if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % window:
         hint = f' (e.g. {max(window, (size // window) * window)})' if isinstance(size, int) and size > 0 else ''
@@ -210,14 +206,24 @@ def _check_tile(opt: Dict) -> List[str]:
     return problems
 
 
-def _check_scale(opt: Dict) -> List[str]:
+def _network_argument(opt: Dict, name: str) -> Any:
+    """``network_g.<name>`` as given, else the registered network's default; None if neither exists."""
     cfg = opt.get('network_g')
-    if not isinstance(cfg, dict) or cfg.get('type') not in ARCH_REGISTRY:
+    if not isinstance(cfg, dict):
+        return None
+    if name in cfg:
+        return cfg[name]
+    if cfg.get('type') not in ARCH_REGISTRY:
+        return None
+    param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get(name)
+    return None if param is None or param.default is inspect.Parameter.empty else param.default
+
+
+def _check_scale(opt: Dict) -> List[str]:
+    upscale = _network_argument(opt, 'upscale')
+    if upscale is None:
         return []
-    param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get('upscale')
-    if param is None:
-        return []
-    upscale = cfg.get('upscale', param.default)
+    cfg = opt['network_g']
     given = 'network_g.upscale' if 'upscale' in cfg else f"network_g.upscale (the default of {cfg['type']})"
     if 'scale' not in opt:
         return [f'scale is missing; add "scale: {upscale}" (it must equal {given})']
