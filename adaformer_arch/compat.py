@@ -13,8 +13,13 @@ imported (before anything imports ``basicsr``):
    ``torch.load(weights_only=True)`` (the default since torch 2.6), i.e. without running pickled code.
 
 Resuming (BasicSR's ``load_resume_state`` maps storages to CUDA) is replaced in :mod:`adaformer_arch.train`.
+
+A gloo (CPU DDP) rank can abort with SIGABRT in interpreter shutdown after BasicSR's pipelines return: ``basicsr
+train``/``test`` end distributed ranks with :func:`exit_distributed_rank` (docs/reliability.md, "DDP shutdown").
 """
 import collections
+import logging
+import os
 import sys
 import types
 
@@ -35,8 +40,6 @@ def _shim_functional_tensor() -> None:
 
 
 def _patch_dist() -> None:
-    import os
-
     import torch.distributed as dist
     from basicsr.utils import dist_util
 
@@ -68,6 +71,28 @@ def _patch_model_to_device() -> None:
         return original(self, net)
 
     BaseModel.model_to_device = model_to_device
+
+
+def exit_distributed_rank(status: int = 0) -> None:
+    """In a distributed run (a default process group exists): destroy the group, flush the logs and standard streams,
+    and end the process with ``status`` at once, without interpreter shutdown. Otherwise return.
+
+    A gloo worker thread frees a finished collective after the caller has moved on, and freeing its tensors takes
+    the GIL. A rank that reaches interpreter shutdown while such a thread waits for the GIL gets the thread ended by
+    Python, whose unwinding passes a ``noexcept`` destructor: ``std::terminate``, SIGABRT, and torchrun fails the
+    job although the run had finished. Neither ``destroy_process_group()`` nor a final ``barrier()`` prevents it
+    (DDP keeps the group and its threads alive; measured in docs/reliability.md), skipping the shutdown does.
+    Call it only after a pipeline returned normally.
+    """
+    import torch.distributed as dist
+
+    if not (dist.is_available() and dist.is_initialized()):
+        return
+    dist.destroy_process_group()
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(status)
 
 
 def apply() -> None:

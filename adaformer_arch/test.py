@@ -21,6 +21,7 @@ from basicsr.data import build_dataset, paired_image_dataset
 from basicsr.utils import get_root_logger
 from basicsr.utils.options import parse_options
 
+from .compat import exit_distributed_rank
 from .data import test_pairs
 from .option_checks import checked, exit_with_errors
 from .utils.allocator import tune_glibc_malloc
@@ -85,6 +86,7 @@ def main(argv: Optional[List[str]] = None) -> None:
     run.install()
     basicsr_test.test_pipeline(os.getcwd())
     status = run.report()
+    exit_distributed_rank(status)
     if status:
         sys.exit(status)
 

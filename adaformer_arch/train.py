@@ -15,6 +15,9 @@ Experiments, logs and tensorboard files go under the current working directory. 
 * ``build_model`` hooks an AdaFormerModel: each training state gets the sampler's resume point, and the first
   Ctrl-C stops training at the end of the current iteration, with a checkpoint (exit status 130).
 
+With ``--launcher pytorch``/``slurm`` every process ends with :func:`adaformer_arch.compat.exit_distributed_rank`
+when training ends (a gloo rank could otherwise abort with SIGABRT in interpreter shutdown).
+
 docs/reliability.md says what is guaranteed and how it is tested.
 """
 import functools
@@ -34,6 +37,7 @@ from basicsr.models import build_model
 from basicsr.utils import check_resume, get_root_logger, scandir
 from basicsr.utils.options import parse_options
 
+from .compat import exit_distributed_rank
 from .models.adaformer_model import AdaFormerModel
 from .option_checks import checked, exit_with_errors
 from .utils.allocator import tune_glibc_malloc
@@ -212,6 +216,7 @@ def main(argv: Optional[List[str]] = None) -> None:
         basicsr_train.train_pipeline(os.getcwd())
     except Interrupted:
         sys.exit(EXIT_INTERRUPTED)
+    exit_distributed_rank()
 
 
 if __name__ == '__main__':
