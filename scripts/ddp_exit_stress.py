@@ -11,20 +11,13 @@ import argparse
 import json
 import os
 import shutil
-import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
-from helpers import make_pairs, train_options, write_yaml  # noqa: E402
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(('127.0.0.1', 0))
-        return s.getsockname()[1]
+from helpers import free_port, make_pairs, train_options, write_yaml  # noqa: E402
 
 
 def main() -> None:

@@ -1,5 +1,6 @@
 """Shared test helpers: tiny generated datasets, tiny option files, running the CLI."""
 import os
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -25,6 +26,13 @@ def make_pairs(root: Path, count: int = 4, size: int = 32, scale: int = 2, seed:
         cv2.imwrite(str(root / 'HR' / f'img{i}.png'), hr)
         cv2.imwrite(str(root / 'LR' / f'img{i}.png'), lr)
     return root
+
+
+def free_port() -> int:
+    """A TCP port on 127.0.0.1 that nothing listens on right now (for torchrun's --master_port)."""
+    with socket.socket() as sock:
+        sock.bind(('127.0.0.1', 0))
+        return sock.getsockname()[1]
 
 
 def train_options(data: Path, name: str = 'tiny', total_iter: int = 4, **overrides) -> Dict:

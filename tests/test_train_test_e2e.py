@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from helpers import eval_options, make_pairs, run_cli, train_options, write_yaml
+from helpers import eval_options, free_port, make_pairs, run_cli, train_options, write_yaml
 
 
 @pytest.fixture(scope='module')
@@ -134,7 +134,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path):
     opt_file = write_yaml(tmp_path / 'ddp.yml', opt)
     env = dict(os.environ, OMP_NUM_THREADS='1')
     proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', '--master_port=29517', '-m',
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', '-m',
         'adaformer_arch.train', '-opt', str(opt_file), '--launcher', 'pytorch'
     ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
     # stderr (the ranks' errors, torchrun's summary) first and whole: a CI log shortened in the middle keeps it
