@@ -127,19 +127,33 @@ def test_distributed_ranks_end_without_interpreter_shutdown(command, tmp_path, m
             dist.destroy_process_group()
 
 
+def torchrun(module: str, opt_file: Path, cwd: Path) -> None:
+    """``module -opt opt_file --launcher pytorch`` in 2 gloo processes; fails the test unless it exits with 0."""
+    proc = subprocess.run([
+        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', '-m',
+        module, '-opt', str(opt_file), '--launcher', 'pytorch'
+    ], cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=300)
+    # stderr (the ranks' errors, torchrun's summary) first and whole: a CI log shortened in the middle keeps it
+    assert proc.returncode == 0, proc.stderr + '\n---- stdout (end) ----\n' + proc.stdout[-3000:]
+
+
 def test_ddp_on_cpu_with_two_processes(tmp_path):
     """torchrun with 2 processes and --launcher pytorch trains on CPU (gloo)."""
     data = make_pairs(tmp_path / 'data')
     opt = train_options(data, name='ddp', total_iter=2, dist_params={'backend': 'gloo'})
-    opt_file = write_yaml(tmp_path / 'ddp.yml', opt)
-    env = dict(os.environ, OMP_NUM_THREADS='1')
-    proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', '-m',
-        'adaformer_arch.train', '-opt', str(opt_file), '--launcher', 'pytorch'
-    ], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
-    # stderr (the ranks' errors, torchrun's summary) first and whole: a CI log shortened in the middle keeps it
-    assert proc.returncode == 0, proc.stderr + '\n---- stdout (end) ----\n' + proc.stdout[-3000:]
+    torchrun('adaformer_arch.train', write_yaml(tmp_path / 'ddp.yml', opt), tmp_path)
     log = next((tmp_path / 'experiments' / 'ddp').glob('train_ddp_*.log')).read_text()
     assert 'World size (gpu number): 2' in log
     assert log.count('AdaFormer statistics') == 2  # the final validation's lines reached the log before the exit
     assert (tmp_path / 'experiments' / 'ddp' / 'models' / 'net_g_latest.pth').is_file()
+
+
+def test_test_command_with_two_processes(tmp_path):
+    """`basicsr test --launcher pytorch` on CPU: rank 0 tests (BasicSR's dist_validation), both ranks exit with 0."""
+    data = make_pairs(tmp_path / 'data')
+    opt = dict(eval_options(data, None, name='ddp_test'), dist_params={'backend': 'gloo'})
+    torchrun('adaformer_arch.test', write_yaml(tmp_path / 'ddp_test.yml', opt), tmp_path)
+    results = tmp_path / 'results' / 'ddp_test'
+    stats = json.loads((results / 'stats_tinyset_ddp_test.json').read_text())
+    assert stats['summary']['num_images'] == 4
+    assert '| tinyset |' in next(results.glob('test_ddp_test_*.log')).read_text()
