@@ -28,6 +28,17 @@ def make_pairs(root: Path, count: int = 4, size: int = 32, scale: int = 2, seed:
     return root
 
 
+class CreatesMarker:
+    """A planted pickle payload: unpickling it (without ``weights_only``) calls ``open(marker, 'w')``, so the marker
+    file appears if pickled code runs."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return open, (str(self.marker), 'w')
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that nothing listens on right now (for torchrun's --master_port)."""
     with socket.socket() as sock:

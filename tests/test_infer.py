@@ -14,7 +14,7 @@ from adaformer_arch import infer
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.utils.image_io import read_image
 from adaformer_arch.utils.tiling import spans
-from helpers import TINY_NET, run_cli, write_yaml
+from helpers import TINY_NET, CreatesMarker, run_cli, write_yaml
 
 SCALE = TINY_NET['upscale']
 
@@ -160,16 +160,6 @@ def test_tile_not_multiple_of_window_is_refused(model, tmp_path, capsys):
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights', weights,
                               '--tile', 6], capsys)
     assert code == 2 and '--tile 6' in err and f'multiple of the window size {TINY_NET["window_size"]}' in err
-
-
-class CreatesMarker:
-    """Unpickling this calls ``open(marker, 'w')``: the file appears if pickled code runs."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = marker
-
-    def __reduce__(self):
-        return open, (str(self.marker), 'w')
 
 
 def test_malicious_pickle_checkpoint_is_refused_without_running_code(model, tmp_path, capsys):

@@ -18,7 +18,7 @@ from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.option_checks import OptionError, check_options
 from basicsr.utils.options import ordered_yaml
 
-from helpers import eval_options, make_pairs, train_options, write_yaml
+from helpers import CreatesMarker, eval_options, make_pairs, train_options, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -151,6 +151,15 @@ def test_pretrained_weights_must_exist_and_fit_the_network(data, tmp_path):
     assert 'set network_g estimator_dim: 3' in problem
     opt['path']['strict_load_g'] = False  # BasicSR then loads what fits and warns about the rest
     assert check_options(parsed(opt)) == []
+
+
+def test_pretrained_weights_that_are_an_unsafe_pickle_are_refused_without_running_code(data, tmp_path):
+    opt = train_options(data)
+    torch.save({'params': CreatesMarker(tmp_path / 'marker')}, tmp_path / 'evil.pth')
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'evil.pth')
+    [problem] = problems(opt)
+    assert problem.startswith(f'path.pretrain_network_g: refusing to load {tmp_path / "evil.pth"}')
+    assert not (tmp_path / 'marker').exists()
 
 
 def test_missing_folder_names_option_and_path(data):

@@ -7,7 +7,6 @@ iterations, CPU, num_worker_per_gpu 0, manual_seed 0. Its logged losses per iter
 every interrupted and resumed run must reproduce.
 """
 import os
-import pickle
 import random
 import re
 import shutil
@@ -26,7 +25,7 @@ from adaformer_arch.train import Training
 from adaformer_arch.utils.exact_resume import RESUME_POINT, ResumableSampler
 from basicsr.data import build_dataloader, build_dataset
 
-from helpers import make_pairs, run_cli, train_options, write_yaml
+from helpers import CreatesMarker, make_pairs, run_cli, train_options, write_yaml
 
 TOTAL_ITER = 18
 ITERS_PER_EPOCH = 6
@@ -125,18 +124,9 @@ def assert_continues_reference(log: str, reference_losses: Dict[int, str], first
     assert {i: reference_losses[i] for i in got} == got
 
 
-class _Unsafe:
-    """Unpickling this (without weights_only) creates the marker file."""
-
-    def __init__(self, marker: Path) -> None:
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return exec, (f'open({self.marker!r}, "w").close()', )
-
-
 def plant_unsafe_state(path: Path, marker: Path) -> None:
-    torch.save({'epoch': 0, 'iter': int(path.stem), 'optimizers': [], 'schedulers': [], 'x': _Unsafe(marker)}, path)
+    state = {'epoch': 0, 'iter': int(path.stem), 'optimizers': [], 'schedulers': [], 'x': CreatesMarker(marker)}
+    torch.save(state, path)
 
 
 def test_unsafe_state_payload_really_runs_code_when_unpickled(tmp_path):
@@ -313,6 +303,25 @@ def test_only_an_unsafe_state_means_a_clean_start_with_a_warning(tmp_path, monke
     assert not (tmp_path / 'marker').exists()
     assert any('Skipping training state' in n and '4.state' in n for n in training._notes)
     assert any('training starts from iteration 0' in n for n in training._notes)
+
+
+def test_explicit_resume_state_that_does_not_load_stops_with_the_reason(tmp_path, monkeypatch, capsys):
+    """path.resume_state without --auto_resume: an unsafe or cut-short state ends the run (status 2) with its name
+    and the way out, and the planted code does not run."""
+    states, models = _experiment_folders(tmp_path, monkeypatch)
+    plant_unsafe_state(states / '4.state', tmp_path / 'marker')
+    torch.save({'params': {}}, models / 'net_g_4.pth')
+    (states / '6.state').write_bytes(b'cut short')
+    for state, reason in (('4.state', 'it does not load (UnpicklingError'), ('6.state', 'it does not load (')):
+        opt = {'auto_resume': False, 'name': 'tiny',
+               'path': {'models': str(models), 'resume_state': str(states / state)}}
+        with pytest.raises(SystemExit) as exited:
+            Training().load_resume_state(opt)
+        err = capsys.readouterr().err
+        assert exited.value.code == 2
+        assert err.startswith(f'basicsr: error: path.resume_state {states / state}: cannot resume from it: {reason}')
+        assert 'use --auto_resume to pick the newest good one' in err
+    assert not (tmp_path / 'marker').exists()
 
 
 def test_state_whose_network_checkpoint_is_missing_is_skipped(tmp_path, monkeypatch):
