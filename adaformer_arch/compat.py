@@ -17,10 +17,11 @@ Resuming (BasicSR's ``load_resume_state`` maps storages to CUDA) is replaced in 
 A gloo (CPU DDP) rank can abort with SIGABRT in interpreter shutdown after BasicSR's pipelines return: ``basicsr
 train``/``test`` end distributed ranks with :func:`exit_distributed_rank` (docs/reliability.md, "DDP shutdown").
 """
+import atexit
 import collections
-import logging
 import os
 import sys
+import threading
 import types
 
 import torch
@@ -74,8 +75,10 @@ def _patch_model_to_device() -> None:
 
 
 def exit_distributed_rank(status: int = 0) -> None:
-    """In a distributed run (a default process group exists): destroy the group, flush the logs and standard streams,
-    and end the process with ``status`` at once, without interpreter shutdown. Otherwise return.
+    """In a distributed run (a default process group exists): destroy the group, do what Python does before its
+    shutdown (wait for non-daemon threads, run the ``atexit`` handlers: the log files' ``logging.shutdown``, wandb's
+    finish, ...), flush the standard streams and end the process with ``status``, without interpreter shutdown.
+    Otherwise return.
 
     A gloo worker thread frees a finished collective after the caller has moved on, and freeing its tensors takes
     the GIL. A rank that reaches interpreter shutdown while such a thread waits for the GIL gets the thread ended by
@@ -89,7 +92,10 @@ def exit_distributed_rank(status: int = 0) -> None:
     if not (dist.is_available() and dist.is_initialized()):
         return
     dist.destroy_process_group()
-    logging.shutdown()
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()  # CPython's own pre-shutdown step (private name, present since Python 2)
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(status)

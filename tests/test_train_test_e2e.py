@@ -1,4 +1,5 @@
 """End to end through the `basicsr` command: train, auto-resume, test; swapping into a plain SRModel experiment."""
+import atexit
 import json
 import os
 import subprocess
@@ -96,8 +97,9 @@ class Exited(Exception):
 
 @pytest.mark.parametrize('command', ['train', 'test'])
 def test_distributed_ranks_end_without_interpreter_shutdown(command, tmp_path, monkeypatch):
-    """After the pipeline returns, a rank with a process group destroys it and ends with os._exit (a gloo rank going
-    through interpreter shutdown can abort with SIGABRT); without a process group the command returns normally."""
+    """After the pipeline returns, a rank with a process group destroys it, runs the atexit handlers and ends with
+    os._exit (a gloo rank going through interpreter shutdown can abort with SIGABRT); without a process group the
+    command returns normally."""
     from adaformer_arch import test, train
 
     module, hooks, pipeline = {'train': (train, train.Training, 'train_pipeline'),
@@ -111,17 +113,20 @@ def test_distributed_ranks_end_without_interpreter_shutdown(command, tmp_path, m
     def fake_exit(status):
         raise Exited(status)
 
+    calls = []
+
     monkeypatch.setattr(hooks, 'install', lambda self: None)
     monkeypatch.setattr(getattr(module, f'basicsr_{command}'), pipeline, run_pipeline)
     monkeypatch.setattr(sys, 'argv', [command])
     monkeypatch.setattr(os, '_exit', fake_exit)
+    monkeypatch.setattr(atexit, '_run_exitfuncs', lambda: calls.append('atexit'))  # not pytest's own handlers
     try:
         distributed = False
         module.main()  # returns
         distributed = True
         with pytest.raises(Exited) as exited:
             module.main()
-        assert exited.value.args == (0,) and not dist.is_initialized()
+        assert exited.value.args == (0,) and calls == ['atexit'] and not dist.is_initialized()
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()
