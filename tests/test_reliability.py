@@ -31,14 +31,17 @@ TOTAL_ITER = 18
 ITERS_PER_EPOCH = 6
 BATCH = 2
 
-# Installed in the training subprocess (as sitecustomize): when it is about to rename the temporary file of
-# $PAUSE_BEFORE_RENAME into place, it creates $PAUSED and sleeps, so that the test can kill it mid-write.
+# Installed in the training subprocess (as sitecustomize): when it is about to rename the temporary file of a file
+# named like the pattern $PAUSE_BEFORE_RENAME into place (and, if $PAUSE_ARMED_BY is set, once that file exists), it
+# writes the file's name to $PAUSED and sleeps, so that the test can kill or interrupt it mid-write.
 PAUSE_HOOK = '''
-import os, time
-_target, _replace = os.environ.get('PAUSE_BEFORE_RENAME'), os.replace
+import fnmatch, os, time
+_target, _armed_by, _replace = os.environ.get('PAUSE_BEFORE_RENAME'), os.environ.get('PAUSE_ARMED_BY'), os.replace
 def _paused_replace(src, dst, *args, **kwargs):
-    if _target and os.fspath(dst).endswith(os.sep + _target):
-        open(os.environ['PAUSED'], 'w').close()
+    if (_target and fnmatch.fnmatch(os.path.basename(os.fspath(dst)), _target)
+            and (not _armed_by or os.path.exists(_armed_by))):
+        with open(os.environ['PAUSED'], 'w') as f:
+            f.write(os.path.basename(os.fspath(dst)))
         time.sleep(600)
     return _replace(src, dst, *args, **kwargs)
 os.replace = _paused_replace
@@ -276,6 +279,40 @@ def test_ctrl_c_saves_a_checkpoint_and_resume_continues_exactly(reference, tmp_p
     assert_continues_reference(resumed, reference_losses, first=stopped + 1)
     latest = torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True)
     assert_same_weights(latest, reference_weights)
+
+
+def test_second_ctrl_c_during_the_checkpoint_write_leaves_no_partial_file(reference, tmp_path):
+    """A second Ctrl-C while the first one's checkpoint is being written stops at once: the training state being
+    written never appears and its temporary is removed, every file in place loads, and --auto_resume continues
+    exactly from the newest complete state."""
+    _, opt_file, reference_losses, reference_weights = reference
+    exp = tmp_path / 'experiments' / 'tiny'
+    (tmp_path / 'hook').mkdir()
+    (tmp_path / 'hook' / 'sitecustomize.py').write_text(PAUSE_HOOK)
+    armed, paused, log_file = tmp_path / 'armed', tmp_path / 'paused', tmp_path / 'interrupted.log'
+    proc = start(['train', '-opt', str(opt_file), '--force_yml', 'train:total_iter=1000'], tmp_path, log_file,
+                 PAUSE_BEFORE_RENAME='*.state', PAUSE_ARMED_BY=str(armed), PAUSED=str(paused),
+                 PYTHONPATH=os.pathsep.join([str(tmp_path / 'hook')] + sys.path))
+    wait_until((exp / 'training_states' / '3.state').exists, proc, 'the regular checkpoint of iteration 3')
+    armed.touch()
+    ctrl_c(proc)
+    wait_until(paused.exists, proc, 'the write of a training state after the first Ctrl-C')
+    ctrl_c(proc)
+    assert proc.wait(timeout=60) != 0
+    log = log_file.read_text()
+    assert 'KeyboardInterrupt' in log
+    cut_short = int(paused.read_text()[:-len('.state')])
+    assert cut_short not in state_iters(exp) and not list(exp.rglob('*.tmp'))
+    for path in list((exp / 'training_states').glob('*.state')) + list((exp / 'models').glob('*.pth')):
+        torch.load(path, weights_only=True)
+    newest_complete = state_iters(exp)[-1]
+
+    proc = start(['train', '-opt', str(opt_file), '--auto_resume'], tmp_path, tmp_path / 'resumed.log')
+    assert proc.wait(timeout=300) == 0
+    resumed = (tmp_path / 'resumed.log').read_text()
+    assert resumed_from(resumed) == newest_complete
+    assert_continues_reference(resumed, reference_losses, first=newest_complete + 1)
+    assert_same_weights(torch.load(exp / 'models' / 'net_g_latest.pth', weights_only=True), reference_weights)
 
 
 # In-process checks of the pieces
