@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / 'tests'))
-from helpers import free_port, make_pairs, train_options, write_yaml  # noqa: E402
+from helpers import make_pairs, torchrun_command, train_options, write_yaml  # noqa: E402
 
 
 def main() -> None:
@@ -36,10 +36,8 @@ def main() -> None:
         work.mkdir()
         opt_file = write_yaml(work / 'ddp.yml', train_options(data, name='ddp', total_iter=2,
                                                                 dist_params={'backend': 'gloo'}))
-        proc = subprocess.run([
-            sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}',
-            '-m', 'adaformer_arch.train', '-opt', str(opt_file), '--launcher', 'pytorch'
-        ], cwd=work, env=env, capture_output=True, text=True, timeout=300)
+        proc = subprocess.run(torchrun_command('adaformer_arch.train', opt_file), cwd=work, env=env,
+                              capture_output=True, text=True, timeout=300)
         if proc.returncode:
             failed.append(i)
             if 'SIGABRT' in proc.stderr:

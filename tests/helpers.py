@@ -46,6 +46,12 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
+def torchrun_command(module: str, opt_file: Path) -> List[str]:
+    """``python -m module -opt opt_file --launcher pytorch`` in 2 processes on one machine, on a free port."""
+    return [sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', '-m',
+            module, '-opt', str(opt_file), '--launcher', 'pytorch']
+
+
 def train_options(data: Path, name: str = 'tiny', total_iter: int = 4, **overrides) -> Dict:
     """A complete tiny BasicSR training option dict for AdaFormerModel on ``data`` (see :func:`make_pairs`)."""
     dataset = dict(type='PairedImageDataset', dataroot_gt=str(data / 'HR'), dataroot_lq=str(data / 'LR'),

@@ -48,6 +48,14 @@ os.replace = _paused_replace
 '''
 
 
+def pause_hook(tmp_path: Path, pattern: str, **env: str) -> Dict[str, str]:
+    """Install PAUSE_HOOK under tmp_path/hook; the environment that makes a run pause before renaming a file named
+    like ``pattern`` into place (plus ``env``, e.g. PAUSE_ARMED_BY); it writes that file's name to tmp_path/paused."""
+    (tmp_path / 'hook').mkdir()
+    (tmp_path / 'hook' / 'sitecustomize.py').write_text(PAUSE_HOOK)
+    return dict(env, PAUSE_BEFORE_RENAME=pattern, PAUSED=str(tmp_path / 'paused'),
+                PYTHONPATH=os.pathsep.join([str(tmp_path / 'hook')] + sys.path))
+
 def options(data: Path) -> Dict:
     opt = train_options(data, total_iter=TOTAL_ITER)
     opt['datasets']['train']['dataset_enlarge_ratio'] = 3
@@ -200,11 +208,8 @@ def test_sigkill_anywhere_then_auto_resume(reference, tmp_path):
     --auto_resume continues from the newest complete state, and the last one ends exactly as the reference."""
     _, opt_file, reference_losses, reference_weights = reference
     exp = tmp_path / 'experiments' / 'tiny'
-    (tmp_path / 'hook').mkdir()
-    (tmp_path / 'hook' / 'sitecustomize.py').write_text(PAUSE_HOOK)
     paused = tmp_path / 'paused'
-    proc = start(['train', '-opt', str(opt_file)], tmp_path, tmp_path / 'run0.log', PAUSE_BEFORE_RENAME='9.state',
-                 PAUSED=str(paused), PYTHONPATH=os.pathsep.join([str(tmp_path / 'hook')] + sys.path))
+    proc = start(['train', '-opt', str(opt_file)], tmp_path, tmp_path / 'run0.log', **pause_hook(tmp_path, '9.state'))
     wait_until(paused.exists, proc, 'the write of 9.state')
     kill(proc)
     leftovers = list((exp / 'training_states').glob('.9.state.*.tmp'))
@@ -287,12 +292,9 @@ def test_second_ctrl_c_during_the_checkpoint_write_leaves_no_partial_file(refere
     exactly from the newest complete state."""
     _, opt_file, reference_losses, reference_weights = reference
     exp = tmp_path / 'experiments' / 'tiny'
-    (tmp_path / 'hook').mkdir()
-    (tmp_path / 'hook' / 'sitecustomize.py').write_text(PAUSE_HOOK)
     armed, paused, log_file = tmp_path / 'armed', tmp_path / 'paused', tmp_path / 'interrupted.log'
     proc = start(['train', '-opt', str(opt_file), '--force_yml', 'train:total_iter=1000'], tmp_path, log_file,
-                 PAUSE_BEFORE_RENAME='*.state', PAUSE_ARMED_BY=str(armed), PAUSED=str(paused),
-                 PYTHONPATH=os.pathsep.join([str(tmp_path / 'hook')] + sys.path))
+                 **pause_hook(tmp_path, '*.state', PAUSE_ARMED_BY=str(armed)))
     wait_until((exp / 'training_states' / '3.state').exists, proc, 'the regular checkpoint of iteration 3')
     armed.touch()
     ctrl_c(proc)

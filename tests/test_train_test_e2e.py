@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from helpers import eval_options, free_port, make_pairs, run_cli, train_options, write_yaml
+from helpers import eval_options, make_pairs, run_cli, torchrun_command, train_options, write_yaml
 
 
 @pytest.fixture(scope='module')
@@ -134,10 +134,8 @@ def test_distributed_ranks_end_without_interpreter_shutdown(command, tmp_path, m
 
 def torchrun(module: str, opt_file: Path, cwd: Path) -> None:
     """``module -opt opt_file --launcher pytorch`` in 2 gloo processes; fails the test unless it exits with 0."""
-    proc = subprocess.run([
-        sys.executable, '-m', 'torch.distributed.run', '--nproc_per_node=2', f'--master_port={free_port()}', '-m',
-        module, '-opt', str(opt_file), '--launcher', 'pytorch'
-    ], cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'), capture_output=True, text=True, timeout=300)
+    proc = subprocess.run(torchrun_command(module, opt_file), cwd=cwd, env=dict(os.environ, OMP_NUM_THREADS='1'),
+                          capture_output=True, text=True, timeout=300)
     # stderr (the ranks' errors, torchrun's summary) first and whole: a CI log shortened in the middle keeps it
     assert proc.returncode == 0, proc.stderr + '\n---- stdout (end) ----\n' + proc.stdout[-3000:]
 
