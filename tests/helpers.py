@@ -8,6 +8,8 @@ from typing import Dict, List, Optional
 
 import cv2
 import numpy as np
+import torch
+import torch.serialization
 import yaml
 
 TINY_NET = dict(type='AdaFormer', upscale=2, num_feat=8, embed_dim=8, num_block_enc=1, num_block_dec=1, depth=2,
@@ -37,6 +39,24 @@ class CreatesMarker:
 
     def __reduce__(self):
         return open, (str(self.marker), 'w')
+
+
+def save_as_if_on_gpu(obj, path: Path) -> None:
+    """``torch.save(obj, path)`` with every tensor's storage tagged ``cuda:0``, as a file written by a GPU run is:
+    loading it without a ``map_location`` on a machine without CUDA fails, as it would for the real file."""
+    real_tag = torch.serialization.location_tag
+    torch.serialization.location_tag = lambda storage: 'cuda:0'
+    try:
+        torch.save(obj, path)
+    finally:
+        torch.serialization.location_tag = real_tag
+    if not torch.cuda.is_available():  # the stand-in is faithful: torch refuses it as it refuses a GPU file
+        try:
+            torch.load(path, weights_only=True)
+        except RuntimeError as err:
+            assert 'CUDA' in str(err), err
+        else:
+            raise AssertionError(f'{path} loaded without map_location: it is not tagged as CUDA tensors')
 
 
 def free_port() -> int:

@@ -1,5 +1,6 @@
 """`basicsr infer` with a tiny random AdaFormer: every input mode, bad files skipped and reported, tiling against the
-whole image, and weights files that must be refused (unsafe pickle, wrong scale, missing default)."""
+whole image, weights written on a GPU, and weights files that must be refused (unsafe pickle, wrong scale, missing
+default)."""
 import copy
 import pickle
 from pathlib import Path
@@ -14,7 +15,7 @@ from adaformer_arch import infer
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.utils.image_io import read_image
 from adaformer_arch.utils.tiling import spans
-from helpers import TINY_NET, CreatesMarker, run_cli, write_yaml
+from helpers import TINY_NET, CreatesMarker, run_cli, save_as_if_on_gpu, write_yaml
 
 SCALE = TINY_NET['upscale']
 
@@ -160,6 +161,20 @@ def test_tile_not_multiple_of_window_is_refused(model, tmp_path, capsys):
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights', weights,
                               '--tile', 6], capsys)
     assert code == 2 and '--tile 6' in err and f'multiple of the window size {TINY_NET["window_size"]}' in err
+
+
+def test_weights_written_on_a_gpu_give_the_same_image_on_the_cpu(model, tmp_path, capsys):
+    opt, weights, _ = model
+    save_as_if_on_gpu(torch.load(weights, weights_only=True), tmp_path / 'gpu.pth')
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(16, 20, seed=3))
+    images = []
+    for name, checkpoint in (('cpu', weights), ('gpu', tmp_path / 'gpu.pth')):
+        code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / name, '--opt', opt, '--weights',
+                                  checkpoint], capsys)
+        assert code == 0, err
+        images.append(cv2.imread(str(tmp_path / name / f'img_x{SCALE}.png')))
+    assert images[0].shape == (16 * SCALE, 20 * SCALE, 3)
+    assert np.array_equal(images[0], images[1])
 
 
 def test_malicious_pickle_checkpoint_is_refused_without_running_code(model, tmp_path, capsys):

@@ -25,7 +25,7 @@ from adaformer_arch.train import Training
 from adaformer_arch.utils.exact_resume import RESUME_POINT, ResumableSampler
 from basicsr.data import build_dataloader, build_dataset
 
-from helpers import CreatesMarker, make_pairs, run_cli, train_options, write_yaml
+from helpers import CreatesMarker, make_pairs, run_cli, save_as_if_on_gpu, train_options, write_yaml
 
 TOTAL_ITER = 18
 ITERS_PER_EPOCH = 6
@@ -153,7 +153,9 @@ def resumed_runs(reference, tmp_path_factory):
 
     * 'boundary': --auto_resume after truncating the newest state (18) and replacing the next (15) by one whose
       unpickling would create a marker file; it must fall back to 12, the end of epoch 1;
-    * 'mid_epoch': path.resume_state 9.state (half-way through epoch 1), without --auto_resume.
+    * 'mid_epoch': path.resume_state 9.state (half-way through epoch 1), without --auto_resume;
+    * 'gpu_written': --auto_resume from 9.state and net_g_9.pth re-written as a GPU run writes them (every tensor
+      tagged cuda:0, the CUDA generator states in the resume point), the newer states removed.
     """
     work, opt_file, _, _ = reference
     runs = {}
@@ -168,6 +170,15 @@ def resumed_runs(reference, tmp_path_factory):
     copy_experiment(work, mid)
     resume = f'path:resume_state={mid}/experiments/tiny/training_states/9.state'
     runs['mid_epoch'] = (mid, start(['train', '-opt', str(opt_file), '--force_yml', resume], mid, mid / 'out.log'))
+    gpu = tmp_path_factory.mktemp('gpu_written')
+    exp = copy_experiment(work, gpu)
+    for later in (12, 15, 18):
+        (exp / 'training_states' / f'{later}.state').unlink()
+    state = torch.load(exp / 'training_states' / '9.state', weights_only=True)
+    state[RESUME_POINT]['rng']['cuda'] = [torch.zeros(16, dtype=torch.uint8)]  # torch.cuda.get_rng_state_all()
+    save_as_if_on_gpu(state, exp / 'training_states' / '9.state')
+    save_as_if_on_gpu(torch.load(exp / 'models' / 'net_g_9.pth', weights_only=True), exp / 'models' / 'net_g_9.pth')
+    runs['gpu_written'] = (gpu, start(['train', '-opt', str(opt_file), '--auto_resume'], gpu, gpu / 'out.log'))
     for name, (folder, proc) in runs.items():
         assert proc.wait(timeout=300) == 0, (folder / 'out.log').read_text()
     return {name: (folder, (folder / 'out.log').read_text()) for name, (folder, _) in runs.items()}
@@ -196,6 +207,19 @@ def test_resume_at_epoch_boundary_continues_exactly(reference, resumed_runs):
 def test_resume_mid_epoch_continues_exactly(reference, resumed_runs):
     _, _, reference_losses, reference_weights = reference
     folder, log = resumed_runs['mid_epoch']
+    assert resumed_from(log) == 9
+    assert 'Exact resume: epoch 1 continues after its first 6 samples' in log
+    assert_continues_reference(log, reference_losses, first=10)
+    latest = torch.load(folder / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True)
+    assert_same_weights(latest, reference_weights)
+
+
+def test_resume_from_a_state_written_on_a_gpu_continues_exactly_on_the_cpu(reference, resumed_runs):
+    """The training state and network checkpoint of a GPU run load onto the CPU (the optimiser state too), the
+    CUDA generator states are left alone, and the run continues exactly."""
+    _, _, reference_losses, reference_weights = reference
+    folder, log = resumed_runs['gpu_written']
+    assert 'Skipping training state' not in log
     assert resumed_from(log) == 9
     assert 'Exact resume: epoch 1 continues after its first 6 samples' in log
     assert_continues_reference(log, reference_losses, first=10)

@@ -11,7 +11,7 @@ import pytest
 import torch
 import torch.distributed as dist
 
-from helpers import eval_options, make_pairs, run_cli, torchrun_command, train_options, write_yaml
+from helpers import eval_options, make_pairs, run_cli, save_as_if_on_gpu, torchrun_command, train_options, write_yaml
 
 
 @pytest.fixture(scope='module')
@@ -55,8 +55,12 @@ def test_auto_resume_continues_from_last_checkpoint(trained):
 
 
 def test_test_command_writes_images_metrics_stats_and_maps(trained):
+    """`basicsr test` of the trained weights, re-written as a GPU run writes them (storages tagged cuda:0): the
+    option check and BasicSR's loader read them onto the CPU."""
     work, _, _ = trained
-    weights = str(work / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth')
+    weights = str(work / 'gpu_written.pth')
+    save_as_if_on_gpu(torch.load(work / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True),
+                      weights)
     opt_file = write_yaml(work / 'test.yml', eval_options(work / 'data', weights, save_halting_maps=True))
     proc = run_cli(['test', '-opt', str(opt_file)], cwd=work)
     results = work / 'results' / 'tiny_test'
