@@ -53,6 +53,11 @@ class OptionError(ValueError):
         self.problems = problems
 
 
+def is_integer(value: Any, minimum: int) -> bool:
+    """``value`` is an int of at least ``minimum`` (not a bool, which Python counts as an int: YAML's ``true``)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
 def exit_with_errors(source: str, problems: List[str]) -> NoReturn:
     """Print ``problems`` as ``basicsr: error: ...`` (no traceback) and exit with status 2."""
     if len(problems) == 1:
@@ -195,12 +200,12 @@ def _check_tile(opt: Dict) -> List[str]:
                 for key in tile if key not in TILE_KEYS]
     size, pad = tile.get('tile_size'), tile.get('tile_pad', 0)
     window = _network_argument(opt, 'window_size')
-    window = window if isinstance(window, int) and window > 0 else 1
-    if not isinstance(size, int) or isinstance(size, bool) or size <= 0 or size % window:
-        hint = f' (e.g. {max(window, (size // window) * window)})' if isinstance(size, int) and size > 0 else ''
+    window = window if is_integer(window, 1) else 1
+    if not is_integer(size, 1) or size % window:
+        hint = f' (e.g. {max(window, (size // window) * window)})' if is_integer(size, 1) else ''
         problems.append(f'tile.tile_size: must be a positive multiple of the network\'s window size {window} in LR '
                         f'pixels, got {size!r}{hint}')
-    if not isinstance(pad, int) or isinstance(pad, bool) or pad < 0:
+    if not is_integer(pad, 0):
         problems.append(f'tile.tile_pad: must be an integer >= 0 (LR pixels of context around each tile), '
                         f'got {pad!r}')
     return problems

@@ -24,6 +24,7 @@ import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.utils.allocator import tune_glibc_malloc
+from adaformer_arch.utils.halting_maps import window_to_pixels
 from adaformer_arch.utils.weights import load_weights
 
 
@@ -42,7 +43,7 @@ def timed(module: nn.Module, method: str, key: str, log: Dict[str, List[float]])
 
 def computed_fraction(local_halted: torch.Tensor, global_halted: torch.Tensor, window: int) -> float:
     """Tokens a block computes: every token of a kept window, plus the global branch's tokens in halted windows."""
-    window_open = (~local_halted).repeat_interleave(window, dim=-2).repeat_interleave(window, dim=-1)
+    window_open = window_to_pixels(~local_halted, window)
     return (window_open | ~global_halted).float().mean().item()
 
 

@@ -6,6 +6,7 @@ from pathlib import Path
 import cv2
 import pytest
 import torch
+import yaml
 from torch import nn
 
 from adaformer_arch import bench
@@ -160,6 +161,15 @@ def test_sizes_and_round_order():
         parse_size('480')
     assert [round_order(['a', 'b', 'c'], r) for r in range(4)] == [
         ['a', 'b', 'c'], ['b', 'c', 'a'], ['c', 'a', 'b'], ['a', 'b', 'c']]
+
+
+@pytest.mark.parametrize('key,value', [('runs', 0), ('runs', True), ('warmup', -1), ('scale', 2.0)])
+def test_counts_that_are_not_whole_numbers_are_refused(tmp_path: Path, key: str, value):
+    opt = {'networks': [{'name': 'Bicubic', 'network_g': {'type': 'Bicubic'}}], key: value}
+    (tmp_path / 'bench.yml').write_text(yaml.safe_dump(opt))
+    minimum = 0 if key == 'warmup' else 1
+    with pytest.raises(BenchError, match=rf'bench.yml: {key} must be an integer >= {minimum}, got {value!r}$'):
+        load_options(str(tmp_path / 'bench.yml'))
 
 
 @pytest.mark.parametrize('path', sorted((Path(__file__).parents[1] / 'options').glob('bench_*.yml')),

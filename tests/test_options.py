@@ -135,6 +135,9 @@ def test_tile_block_is_checked_against_the_window(data):
     del opt['network_g']['window_size']  # AdaFormer's default window is 8
     opt['tile'] = {'tile_size': 12}
     assert 'window size 8' in problems(opt, is_train=False)[0]
+    opt['tile'] = {'tile_size': True, 'tile_pad': False}  # YAML true/false are ints to Python
+    found = problems(opt, is_train=False)
+    assert found[0].endswith('got True') and found[1].endswith('got False')
 
 
 def test_pretrained_weights_must_exist_and_fit_the_network(data, tmp_path):

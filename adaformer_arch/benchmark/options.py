@@ -25,6 +25,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
+from ..option_checks import is_integer
+
 DEFAULT_SIZES = ('128x128', '480x270', '960x540')
 RANDOM = 'random'
 
@@ -102,7 +104,7 @@ def _take(d: Dict, cls, where: str) -> Dict:
 
 
 def _positive(value: Any, where: str, minimum: int = 1) -> int:
-    if not isinstance(value, int) or isinstance(value, bool) or value < minimum:
+    if not is_integer(value, minimum):
         raise BenchError(f'{where} must be an integer >= {minimum}, got {value!r}')
     return value
 

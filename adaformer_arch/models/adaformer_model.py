@@ -19,7 +19,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
-from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps
+from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
 from ..utils.tiling import run_tiled
 
 
@@ -178,8 +178,7 @@ class AdaFormerModel(SRModel):
             sr, aux = net(lq, return_aux=True)
             macs += aux['macs']
             h, w = lq.shape[-2:]
-            s = net.window_size
-            window_depth = halting_depth(aux['local_halted']).repeat_interleave(s, -2).repeat_interleave(s, -1)
+            window_depth = window_to_pixels(halting_depth(aux['local_halted']), net.window_size)
             return sr, dict(halting_maps(aux, h, w), window_depth=window_depth[..., :h, :w])
 
         sr, maps = run_tiled(forward, self.lq, self.opt.get('scale', 1), tile_size + 2 * tile_pad, 2 * tile_pad,

@@ -12,6 +12,11 @@ def halting_depth(global_halted: Sequence[Tensor]) -> Tensor:
     return sum((~m).int() for m in global_halted)
 
 
+def window_to_pixels(window_map: Tensor, window_size: int) -> Tensor:
+    """(B, 1, h / S, w / S) one value per attention window -> (B, 1, h, w), each value over its window's pixels."""
+    return window_map.repeat_interleave(window_size, dim=-2).repeat_interleave(window_size, dim=-1)
+
+
 def halting_maps(aux: Dict, height: int, width: int) -> Dict[str, Tensor]:
     """AdaFormer's ``aux`` -> {'depth': (B, 1, height, width) float, the blocks that computed each token;
     'confidence': (B, 1, height, width), its confidence averaged over the blocks}, cropped to the unpadded LR size."""
