@@ -204,21 +204,12 @@ def test_resume_at_epoch_boundary_continues_exactly(reference, resumed_runs):
     assert_same_weights(latest, reference_weights)
 
 
-def test_resume_mid_epoch_continues_exactly(reference, resumed_runs):
+@pytest.mark.parametrize('run', ['mid_epoch', 'gpu_written'])
+def test_resume_mid_epoch_continues_exactly(reference, resumed_runs, run):
+    """From 9.state, as written here or as a GPU run writes it: its training state and network checkpoint load onto
+    the CPU (the optimiser state too), CUDA generator states are left alone, and the run continues exactly."""
     _, _, reference_losses, reference_weights = reference
-    folder, log = resumed_runs['mid_epoch']
-    assert resumed_from(log) == 9
-    assert 'Exact resume: epoch 1 continues after its first 6 samples' in log
-    assert_continues_reference(log, reference_losses, first=10)
-    latest = torch.load(folder / 'experiments' / 'tiny' / 'models' / 'net_g_latest.pth', weights_only=True)
-    assert_same_weights(latest, reference_weights)
-
-
-def test_resume_from_a_state_written_on_a_gpu_continues_exactly_on_the_cpu(reference, resumed_runs):
-    """The training state and network checkpoint of a GPU run load onto the CPU (the optimiser state too), the
-    CUDA generator states are left alone, and the run continues exactly."""
-    _, _, reference_losses, reference_weights = reference
-    folder, log = resumed_runs['gpu_written']
+    folder, log = resumed_runs[run]
     assert 'Skipping training state' not in log
     assert resumed_from(log) == 9
     assert 'Exact resume: epoch 1 continues after its first 6 samples' in log
