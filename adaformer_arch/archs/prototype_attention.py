@@ -154,8 +154,9 @@ class PrototypeAttention(nn.Module):
         (n, D)."""
         logit_weight, logit_bias, out_weight, out_bias = folded
         logits = token_linear(tokens, logit_weight, logit_bias)  # (n, heads*M)
-        probs = logits.view(tokens.shape[0], self.num_heads, self.num_prototypes).softmax(dim=-1)
-        return token_linear(probs.view_as(logits), out_weight, out_bias)
+        per_head = logits.view(tokens.shape[0], self.num_heads, self.num_prototypes)
+        torch.softmax(per_head, dim=-1, out=per_head)
+        return token_linear(logits, out_weight, out_bias)
 
     def macs(self, num_tokens: int, num_images: int) -> int:
         """MACs of :meth:`forward` over ``num_tokens`` tokens in ``num_images`` separate calls/images."""

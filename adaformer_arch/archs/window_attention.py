@@ -54,10 +54,11 @@ def attention_per_head(qkv: Tensor, bias: Tensor, num_heads: int) -> Tensor:
     d = three_d // 3
     dh = d // num_heads
     out = qkv.new_empty(k, n, d)
+    weights = qkv.new_empty(k, n, n)  # one buffer for every head's logits, softmax in place: stays in cache
     for h in range(num_heads):
         q, key, v = (qkv[:, :, part * d + h * dh:part * d + (h + 1) * dh] for part in range(3))  # (K, N, dh) views
-        logits = torch.baddbmm(bias[0, h].expand(k, n, n), q, key.transpose(1, 2), alpha=dh**-0.5)
-        out[:, :, h * dh:(h + 1) * dh] = torch.bmm(logits.softmax(dim=-1), v)
+        torch.baddbmm(bias[0, h].expand(k, n, n), q, key.transpose(1, 2), alpha=dh**-0.5, out=weights)
+        out[:, :, h * dh:(h + 1) * dh] = torch.bmm(torch.softmax(weights, dim=-1, out=weights), v)
     return out
 
 
