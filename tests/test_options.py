@@ -16,6 +16,7 @@ import yaml
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.option_checks import OptionError, check_options
+from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 
 from helpers import CreatesMarker, eval_options, make_pairs, train_options, write_yaml
@@ -47,6 +48,15 @@ def data(tmp_path) -> Path:
 def test_valid_train_and_test_options_pass(data):
     assert check_options(parsed(train_options(data))) == []
     assert check_options(parsed(eval_options(data, None), is_train=False)) == []
+
+
+def test_inference_knobs_can_be_set_in_network_g(data):
+    """README, "Inference knobs": halt_eps, early_exit and sparse_compute are network_g keys of a test option file."""
+    opt = eval_options(data, None)
+    opt['network_g'].update(halt_eps=0.2, early_exit=False, sparse_compute=False)
+    assert check_options(parsed(opt, is_train=False)) == []
+    net = build_network(opt['network_g'])
+    assert (net.halt_eps, net.early_exit, net.sparse_compute) == (0.2, False, False)
 
 
 def test_shipped_option_files_have_no_problems_but_missing_data():

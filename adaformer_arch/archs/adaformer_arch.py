@@ -159,11 +159,13 @@ class AdaFormer(nn.Module):
         estimator_dim: hidden channels of the confidence estimator (not given by the paper; see docs/decisions.md).
         halt_eps: epsilon_h; a token halts once its accumulated confidence reaches 1 - halt_eps.
         early_exit: False disables halting (the dense model).
+        sparse_compute: False = in eval, compute halted tokens too and mask them (same result, no speed-up; for
+            verification).
         img_range: input scaling after mean subtraction.
         rgb_mean: mean subtracted from the input, added back to the output (as BasicSR's EDSR).
 
-    Attributes that may be changed after loading weights: ``halt_eps``, ``early_exit``, ``sparse_compute``
-    (False = in eval, compute halted tokens too and mask them, for verification).
+    ``halt_eps``, ``early_exit`` and ``sparse_compute`` are also attributes that may be changed after loading
+    weights (none of them changes the parameters).
 
     Halted tokens are skipped (and memory stays bounded) in eval mode without autograd (``torch.no_grad()`` or
     ``torch.inference_mode()``, as BasicSR's test loop and ``basicsr infer`` run); in eval mode with autograd on, the
@@ -186,6 +188,7 @@ class AdaFormer(nn.Module):
                  estimator_dim: int = 8,
                  halt_eps: float = 0.05,
                  early_exit: bool = True,
+                 sparse_compute: bool = True,
                  img_range: float = 1.,
                  rgb_mean: Sequence[float] = (0.4488, 0.4371, 0.4040)) -> None:
         super().__init__()
@@ -200,7 +203,7 @@ class AdaFormer(nn.Module):
         self.img_range = img_range
         self.halt_eps = halt_eps
         self.early_exit = early_exit
-        self.sparse_compute = True
+        self.sparse_compute = sparse_compute
         self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
 
         self.conv_first = nn.Conv2d(num_in_ch, num_feat, 3, 1, 1)
