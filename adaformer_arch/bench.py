@@ -34,6 +34,7 @@ from .benchmark.options import BenchError, BenchOptions, format_size, load_optio
 from .benchmark.report import markdown, write_outputs
 from .benchmark.tradeoff import dataset_pairs, num_steps, sweep
 from .benchmark.train_throughput import train_throughput
+from .utils.precision import check_device, parse_dtype
 
 
 def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
@@ -115,6 +116,11 @@ def resolve(args: argparse.Namespace) -> BenchOptions:
         setattr(opts.train_throughput, key, value)
     if args.device == 'cuda' and not torch.cuda.is_available():
         raise BenchError('--device cuda but torch sees no CUDA device')
+    for spec in opts.networks:
+        try:
+            check_device(parse_dtype(spec.dtype), torch.device(args.device))
+        except ValueError as err:
+            raise BenchError(f'{args.opt}: network {spec.name!r}: dtype {spec.dtype}: {err}') from None
     return opts
 
 
@@ -234,7 +240,7 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
         'networks': [{
             'name': s.name, 'network_g': s.network_g,
             'weights': 'random' if random_flags[s.name] else s.weights if params[s.name] else 'none (no parameters)',
-            'attributes': s.attributes, 'pad_to': s.pad_to, 'channels_last': s.channels_last,
+            'attributes': s.attributes, 'pad_to': s.pad_to, 'channels_last': s.channels_last, 'dtype': s.dtype,
             'params': params[s.name],
         } for s in opts.networks],
         'results': results,

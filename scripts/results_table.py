@@ -7,6 +7,7 @@ writes.
 
     python scripts/results_table.py [--weights experiments/pretrained_models/AdaFormer_x4_cpu.pth] [--out DIR]
         [--rows bicubic early-exit no-exit] [--halt-eps 0.2 0.3] [--swinir-weights PATH] [--estimator-dim 32]
+        [--dtype bfloat16]
 """
 import argparse
 import json
@@ -27,13 +28,14 @@ ROWS = {
 SWINIR_OPTIONS = 'options/train_swinir_light_x4_cpu.yml'
 
 
-def run_variant(base: Dict, label: str, network: Dict, weights: str, out: str) -> Dict[str, Dict]:
+def run_variant(base: Dict, label: str, network: Dict, weights: str, out: str, dtype: str) -> Dict[str, Dict]:
     opt = json.loads(json.dumps(base))
     name = 'results_x4_' + ''.join(c if c.isalnum() else '_' for c in label).strip('_')
     opt['name'] = name
     opt['network_g'] = network
     opt['path'] = {'pretrain_network_g': None if network['type'] == 'Bicubic' else weights, 'strict_load_g': True,
                    'param_key_g': 'params_ema'}
+    opt['val']['dtype'] = dtype
     opt['val']['save_img'] = False
     opt['val']['save_halting_maps'] = False
     opt['datasets'] = {k: v for k, v in opt['datasets'].items() if os.path.isdir(v['dataroot_gt'])}
@@ -76,6 +78,8 @@ def main() -> None:
     parser.add_argument('--estimator-dim', type=int,
                         help="the AdaFormer weights' confidence estimator width (32 for weights from before session 4, "
                         '16 for those of session 4)')
+    parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='float32',
+                        help='val.dtype of every row: the precision the networks are tested in')
     args = parser.parse_args()
     with open(args.opt) as f:
         base = yaml.safe_load(f)
@@ -89,12 +93,15 @@ def main() -> None:
     if args.swinir_weights:
         with open(SWINIR_OPTIONS) as f:
             variants.append(('SwinIR-light', yaml.safe_load(f)['network_g'], args.swinir_weights))
-    rows = {label: run_variant(base, label, network, weights, args.out) for label, network, weights in variants}
+    if args.dtype != 'float32':
+        variants = [(f'{label}, {args.dtype}', network, weights) for label, network, weights in variants]
+    rows = {label: run_variant(base, label, network, weights, args.out, args.dtype)
+            for label, network, weights in variants}
     datasets = list(next(iter(rows.values())))
     text = table(rows, datasets)
     command = 'python scripts/results_table.py ' + ' '.join(
         f"--{k.replace('_', '-')} {' '.join(map(str, v)) if isinstance(v, list) else v}"
-        for k, v in vars(args).items() if v not in (None, []))
+        for k, v in vars(args).items() if v not in (None, [], 'float32'))
     print(text)
     with open(os.path.join(args.out, 'results.md'), 'w') as f:
         f.write(f'{text}\n\nCommand: `{command}`\n')

@@ -1,4 +1,6 @@
 """AdaFormer architecture: shapes, gradients, sparse == dense, MACs, halting rules."""
+import copy
+
 import pytest
 import torch
 from torch.nn import functional as F
@@ -350,3 +352,36 @@ def test_one_image_from_hwc_memory_runs_channels_last(make):
         expected = net(lq.contiguous())
     assert seen[0].is_contiguous(memory_format=torch.channels_last)
     assert torch.allclose(out, expected, atol=1e-6)
+
+
+def test_confidence_accumulates_in_float32_whatever_the_precision():
+    """R is summed in float32: two bfloat16 confidences whose exact sum reaches 1 - eps halt the token, although
+    their bfloat16 sum is rounded below it."""
+    threshold = 0.95
+    c1, c2 = torch.tensor(0.75, dtype=torch.bfloat16), torch.tensor(0.2001953125, dtype=torch.bfloat16)
+    assert (c1 + c2).item() < threshold <= c1.item() + c2.item()  # the case this test is about
+    state = token_halting.HaltingState(window_size=1, threshold=threshold)
+    for c in (c1, c2):
+        state.update(c.view(1, 1, 1, 1))
+    assert state.accumulated.dtype == torch.float32
+    assert state.token_halted.item()
+
+
+@pytest.mark.parametrize('sparse', [True, False])
+def test_bfloat16_network_follows_the_float32_one(sparse):
+    """The whole network cast to bfloat16 (as ``val.dtype`` / ``--dtype`` do) runs both paths and stays close to
+    float32: output within bfloat16 rounding, nearly the same tokens halted."""
+    net = small_net().eval()
+    set_confidence_bias(net, 0.6)  # partial halting
+    net.sparse_compute = sparse
+    low = copy.deepcopy(net).to(torch.bfloat16)
+    x = torch.rand(1, 3, 24, 32)
+    with torch.no_grad():
+        ref, ref_aux = net(x, return_aux=True)
+        out, aux = low(x.to(torch.bfloat16), return_aux=True)
+    assert out.dtype == torch.bfloat16 and out.shape == ref.shape
+    assert (out.float() - ref).abs().mean() < 0.01 and (out.float() - ref).abs().max() < 0.1
+    halted = torch.stack(ref_aux['global_halted']).float()
+    assert 0 < halted.mean() < 1
+    agree = (torch.stack(aux['global_halted']).float() == halted).float().mean()
+    assert agree > 0.9

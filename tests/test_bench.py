@@ -10,7 +10,7 @@ import yaml
 from torch import nn
 
 from adaformer_arch import bench
-from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple
 from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profile_with_hooks, profile
 from adaformer_arch.benchmark.networks import build
 from adaformer_arch.benchmark.options import BenchError, NetworkSpec, load_options, parse_size
@@ -126,6 +126,38 @@ def test_weights_are_loaded_from_params_ema(tmp_path: Path):
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(BenchError, match='no attribute'):
         build(NetworkSpec('e', dict(TINY_EDSR), attributes={'halt_eps': 0.1}), 2, False, 'test')
+
+
+def test_adaformer_padded_channels_last_in_bfloat16():
+    """An AdaFormer entry with pad_to, channels_last and dtype: bfloat16 runs behind an InputAdapter (profile too),
+    in bfloat16 weights, with a float32 output close to the float32 network's and the same MACs."""
+    lq = torch.rand(1, 3, 13, 18)
+    plain = build(NetworkSpec('a', dict(TINY_NET)), 2, True, 'test')
+    torch.manual_seed(0)
+    adapted = build(NetworkSpec('b', dict(TINY_NET), pad_to=8, channels_last=True, dtype='bfloat16'), 2, True, 'test')
+    adapted.net.load_state_dict({k: v.to(torch.bfloat16) for k, v in plain.state_dict().items()})
+    assert {p.dtype for p in adapted.parameters()} == {torch.bfloat16}
+    with torch.no_grad():
+        expected, got = plain(lq), adapted(lq)
+    assert got.dtype == torch.float32 and got.shape == expected.shape == (1, 3, 26, 36)
+    assert 0 < (got - expected).abs().mean() < 0.01
+    plain_profile, adapted_profile = profile(plain, pad_to_multiple(lq, 8)), profile(adapted, lq)
+    assert adapted_profile.macs == plain_profile.macs and adapted_profile.output_shape == [1, 3, 26, 36]
+
+
+def test_dtype_of_an_entry_is_checked(tmp_path: Path):
+    opt = bench_options()
+    opt['networks'][1]['dtype'] = 'bf16'
+    with pytest.raises(BenchError, match=r"networks\[1\] \(EDSR tiny\): dtype must be one of float32, bfloat16, "):
+        load_options(str(write_yaml(tmp_path / 'bad.yml', opt)))
+    opt['networks'][1]['dtype'] = 'bfloat16'  # listed in train_throughput, which measures float32 training
+    with pytest.raises(BenchError, match='train_throughput.networks: EDSR tiny is not float32'):
+        load_options(str(write_yaml(tmp_path / 'train.yml', opt)))
+    del opt['train_throughput']
+    opt['networks'][1]['dtype'] = 'float16'
+    args = bench.parse_args(['-opt', str(write_yaml(tmp_path / 'half.yml', opt)), '--device', 'cpu'])
+    with pytest.raises(BenchError, match="network 'EDSR tiny': dtype float16: float16 is for GPUs"):
+        bench.resolve(args)
 
 
 def test_hook_macs_of_a_conv_and_a_linear():

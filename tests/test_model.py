@@ -101,9 +101,10 @@ def test_estimator_only_needs_the_uncertainty_loss(tmp_path):
         build_model(opt)
 
 
-def _test_model(tmp_path, network_g, tile=None):
+def _test_model(tmp_path, network_g, tile=None, **val):
     opt = train_options(tmp_path)
     opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path), network_g=network_g)
+    opt['val'].update(val)
     del opt['train']['uncertainty_opt']
     opt['train']['ema_decay'] = 0
     if tile:
@@ -167,3 +168,22 @@ def test_tiled_test_of_adaformer_rebuilds_the_halting_statistics(tmp_path):
     assert got.shape == expected.shape
     assert len(tiles_record['sparsity']) == 2 and tiles_record['sparsity'][0] == 0
     assert tiles_record['macs'] > record['macs']  # 2 x 3 tiles of up to 16 x 16 pixels: the overlaps twice
+
+
+@pytest.mark.parametrize('tile', [None, {'tile_size': 8, 'tile_pad': 4}])
+def test_val_dtype_bfloat16_tests_a_bfloat16_copy(tmp_path, tile):
+    """``val.dtype: bfloat16``: the network is tested in bfloat16 (a copy: the float32 weights that training updates
+    stay float32), the output and the statistics come back as float32 and close to the float32 test."""
+    net = dict(TINY_NET, halt_eps=0.49)
+    reference = _test_model(tmp_path, dict(net), tile=tile)
+    with torch.no_grad():
+        reference.net_g.adam.estimator.conv2.bias.zero_()  # C ~ 0.5: some tokens halt
+    low = _test_model(tmp_path, dict(net), tile=tile, dtype='bfloat16')
+    low.net_g.load_state_dict(reference.net_g.state_dict())
+    lq = torch.rand(1, 3, 16, 24)
+    expected, record = _tested(reference, lq)
+    got, low_record = _tested(low, lq)
+    assert got.dtype == torch.float32 and got.shape == expected.shape
+    assert 0 < (got - expected).abs().mean() < 0.01  # bfloat16 rounding, nothing more
+    assert all(p.dtype == torch.float32 for p in low.net_g.parameters())
+    assert len(low_record['sparsity']) == 2 and low_record['macs'] == pytest.approx(record['macs'], rel=0.2)

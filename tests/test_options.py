@@ -59,6 +59,18 @@ def test_inference_knobs_can_be_set_in_network_g(data):
     assert (net.halt_eps, net.early_exit, net.sparse_compute) == (0.2, False, False)
 
 
+def test_val_dtype_is_checked(data):
+    opt = eval_options(data, None)
+    opt['val']['dtype'] = 'bfloat16'
+    assert check_options(parsed(opt, is_train=False)) == []
+    opt['val']['dtype'] = 'bf16'
+    assert problems(opt, is_train=False) == ["val.dtype: must be one of float32, bfloat16, float16, got 'bf16'"]
+    opt['val']['dtype'], opt['num_gpu'] = 'float16', 0
+    assert problems(opt, is_train=False)[0].startswith('val.dtype: float16 is for GPUs')
+    opt['num_gpu'] = 1  # what BasicSR's parse_options makes of num_gpu: auto on a GPU machine
+    assert check_options(parsed(opt, is_train=False)) == []
+
+
 def test_shipped_option_files_have_no_problems_but_missing_data():
     for path in glob.glob(str(REPO / 'options' / '*.yml')):
         with open(path) as f:

@@ -97,7 +97,9 @@ class HaltingState:
 
     ``R^l = sum_{i<=l} C^i``. A token halts for the global branch once ``R >= 1 - eps`` (per token), a window halts
     for the local branch once the window mean of R reaches ``1 - eps``. Both masks only grow (once halted, always
-    halted); block l uses the masks left by blocks 1..l-1, so block 1 sees every token.
+    halted); block l uses the masks left by blocks 1..l-1, so block 1 sees every token. R is kept in float32 whatever
+    the network's precision: in bfloat16 the sum would be rounded to 8 bits after every block (1 - eps = 0.95 itself
+    becomes 0.949).
     """
     window_size: int
     threshold: float
@@ -109,7 +111,7 @@ class HaltingState:
 
     def update(self, confidence: Tensor) -> None:
         """Add C^l (B, 1, H, W) and halt the tokens/windows whose R crossed the threshold."""
-        c = confidence.detach()
+        c = confidence.detach().float()
         self.accumulated = c if self.accumulated is None else self.accumulated + c
         token = self.accumulated >= self.threshold
         window = F.avg_pool2d(self.accumulated, self.window_size) >= self.threshold

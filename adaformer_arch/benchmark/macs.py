@@ -89,7 +89,7 @@ def profile(net: nn.Module, lq: Tensor) -> Profile:
     """MACs (and sparsity for AdaFormer) of ``net(lq)``; ``lq`` is (B, C, h, w)."""
     inner = bare(net)
     if isinstance(inner, AdaFormer):
-        result = _profile_adaformer(inner, net.pad(lq) if isinstance(net, InputAdapter) else lq)
+        result = _profile_adaformer(inner, net.prepare(lq) if isinstance(net, InputAdapter) else lq)
         if isinstance(net, InputAdapter):
             result.output_shape = list(net(lq).shape)
         return result

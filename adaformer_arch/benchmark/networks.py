@@ -2,11 +2,13 @@
 import copy
 import os
 
+import torch
 from torch import Tensor, nn
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ..archs.adaformer_arch import channels_last, pad_to_multiple
+from ..utils.precision import network_dtype, parse_dtype
 from ..utils.weights import WeightsError, load_weights
 from .options import RANDOM, BenchError, NetworkSpec
 
@@ -14,7 +16,8 @@ from .options import RANDOM, BenchError, NetworkSpec
 class InputAdapter(nn.Module):
     """Feeds ``net`` the way its own test code would: reflect-pads (B, C, h, w) at the bottom/right to multiples of
     ``pad_to`` (as SwinIR's test script does for windowed networks that do not pad) and/or hands it a channels-last
-    input (convolutions then keep that layout), and crops the (B, C', h*s, w*s) output back to a contiguous tensor."""
+    input (convolutions then keep that layout) in the network's precision (``dtype``), and crops the
+    (B, C', h*s, w*s) output back to a contiguous float32 tensor."""
 
     def __init__(self, net: nn.Module, pad_to: int, channels_last: bool, scale: int) -> None:
         super().__init__()
@@ -23,12 +26,14 @@ class InputAdapter(nn.Module):
         self.channels_last = channels_last
         self.scale = scale
 
+    def prepare(self, lq: Tensor) -> Tensor:
+        """(B, C, h, w) float32 -> the padded, channels-last and/or cast input that ``net`` is given."""
+        x = pad_to_multiple(lq, self.pad_to).to(network_dtype(self.net))
+        return channels_last(x) if self.channels_last else x
+
     def forward(self, lq: Tensor) -> Tensor:
         h, w = lq.shape[-2:]
-        x = pad_to_multiple(lq, self.pad_to)
-        if self.channels_last:
-            x = channels_last(x)
-        return self.net(x)[..., :h * self.scale, :w * self.scale].contiguous()
+        return self.net(self.prepare(lq))[..., :h * self.scale, :w * self.scale].float().contiguous()
 
 
 def bare(net: nn.Module) -> nn.Module:
@@ -37,7 +42,8 @@ def bare(net: nn.Module) -> nn.Module:
 
 
 def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn.Module:
-    """The network of ``spec`` in eval mode on the CPU. ``where`` names the option file in error messages."""
+    """The network of ``spec`` in eval mode on the CPU, in ``spec.dtype`` (inside an :class:`InputAdapter` where it
+    needs padding, channels-last or a cast). ``where`` names the option file in error messages."""
     opt = copy.deepcopy(spec.network_g)
     arch = opt.pop('type')
     try:
@@ -64,8 +70,9 @@ def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn
         if not hasattr(net, key):
             raise BenchError(f'{where}: network {spec.name!r}: attributes.{key}: {arch} has no attribute {key!r}')
         setattr(net, key, value)
-    if spec.pad_to > 1 or spec.channels_last:
-        net = InputAdapter(net, spec.pad_to, spec.channels_last, scale)
+    dtype = parse_dtype(spec.dtype)
+    if spec.pad_to > 1 or spec.channels_last or dtype != torch.float32:
+        net = InputAdapter(net.to(dtype), spec.pad_to, spec.channels_last, scale)
     return net.eval()
 
 

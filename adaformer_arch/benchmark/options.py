@@ -15,6 +15,7 @@ Layout::
         attributes: {halt_eps: 0.1}          # optional; set on the built network
         pad_to: 8                            # optional; reflect-pad inputs to a multiple, crop the output
         channels_last: true                  # optional; give the network a channels-last input
+        dtype: bfloat16                      # optional; float32 (default), bfloat16, float16 (GPU only)
     train_throughput: {networks: [AdaFormer, SwinIR-light], batch_size: 16, lr_patch: 48, steps: 20, warmup: 3}
     tradeoff: {network: AdaFormer, halt_eps: [0.0, 0.05, 0.1, 0.2], references: [SwinIR-light]}
 """
@@ -26,6 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from ..option_checks import is_integer
+from ..utils.precision import parse_dtype
 
 DEFAULT_SIZES = ('128x128', '480x270', '960x540')
 RANDOM = 'random'
@@ -45,6 +47,7 @@ class NetworkSpec:
     attributes: Dict[str, Any] = field(default_factory=dict)
     pad_to: int = 1
     channels_last: bool = False
+    dtype: str = 'float32'  # precision of weights and input: float32, bfloat16 or float16 (GPU)
 
 
 @dataclass
@@ -124,6 +127,10 @@ def _network(entry: Any, index: int, path: str) -> NetworkSpec:
     spec.pad_to = _positive(spec.pad_to, f'{where} ({spec.name}): pad_to')
     if not isinstance(spec.channels_last, bool):
         raise BenchError(f'{where} ({spec.name}): channels_last must be true or false')
+    try:
+        parse_dtype(spec.dtype)
+    except ValueError as err:
+        raise BenchError(f'{where} ({spec.name}): dtype {err}') from None
     return spec
 
 
@@ -161,7 +168,9 @@ def load_options(path: str) -> BenchOptions:
             _positive(getattr(spec, key), f'{path}: train_throughput.{key}')
         _positive(spec.warmup, f'{path}: train_throughput.warmup', minimum=0)
         for name in spec.networks:
-            opts.network(name, 'train_throughput.networks')
+            if opts.network(name, 'train_throughput.networks').dtype != 'float32':
+                raise BenchError(f'{path}: train_throughput.networks: {name} is not float32; training throughput '
+                                 f'is measured in float32, list a float32 entry')
         opts.train_throughput = spec
     if raw.get('tradeoff'):
         spec = TradeoffSpec(**_take(raw['tradeoff'], TradeoffSpec, f'{path}: tradeoff'))

@@ -20,6 +20,7 @@ from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
+from ..utils.precision import cast_copy, forward_in_own_dtype, parse_dtype
 from ..utils.tiling import run_tiled
 
 
@@ -40,7 +41,8 @@ class AdaFormerModel(SRModel):
     depth and confidence PNGs next to the SR images. ``tile: {tile_size: N, tile_pad: P}`` (top level, as in HAT)
     tests in tiles with bounded memory (:meth:`_tiled_forward`). Works with any ``network_g``; the halting columns
     are filled for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a
-    multiple of it.
+    multiple of it. ``val.dtype: bfloat16`` (or ``float16`` on a GPU) tests a copy of the network in that precision
+    (:mod:`adaformer_arch.utils.precision`); images, metrics and statistics are computed in float32.
 
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
@@ -54,6 +56,8 @@ class AdaFormerModel(SRModel):
 
     def __init__(self, opt: Dict) -> None:
         self._records: List[Dict] = []  # per-image test records of the current validation (or direct test calls)
+        self._test_dtype = parse_dtype((opt.get('val') or {}).get('dtype', 'float32'))
+        self._cast_net: Optional[torch.nn.Module] = None  # the tested network in val.dtype, during one validation
         super().__init__(opt)
 
     def init_training_settings(self) -> None:
@@ -136,21 +140,28 @@ class AdaFormerModel(SRModel):
         if self.after_iteration is not None:
             self.after_iteration(current_iter)
 
+    def _tested_network(self) -> torch.nn.Module:
+        """The bare network that validation and test run: the EMA one where training keeps one."""
+        return self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
+
     def test(self) -> None:
-        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g
-        was_training = net.training
-        bare = self.get_bare_model(net)
+        """SR of ``self.lq`` (in ``val.dtype``: a copy of the network in that precision, made once per
+        validation; output and statistics in float32)."""
+        bare = self._tested_network()
+        was_training = bare.training
+        net = self._cast_net if self._cast_net is not None else cast_copy(bare, self._test_dtype)
         bare.eval()
+        net.eval()
         tile = self.opt.get('tile')
         with torch.no_grad():
             _sync(self.device)
             start = time.perf_counter()
             if tile:
-                self.output, aux = self._tiled_forward(bare, tile['tile_size'], tile.get('tile_pad', 0))
-            elif isinstance(bare, AdaFormer):
-                self.output, aux = bare(self.lq, return_aux=True)
+                self.output, aux = self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
+            elif isinstance(net, AdaFormer):
+                self.output, aux = forward_in_own_dtype(net, self.lq, return_aux=True)
             else:
-                self.output, aux = self._padded_forward(bare, self.lq), None
+                self.output, aux = self._padded_forward(net, self.lq), None
             _sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
@@ -175,7 +186,7 @@ class AdaFormerModel(SRModel):
             nonlocal macs
             if not is_adaformer:
                 return self._padded_forward(net, lq), {}
-            sr, aux = net(lq, return_aux=True)
+            sr, aux = forward_in_own_dtype(net, lq, return_aux=True)
             macs += aux['macs']
             h, w = lq.shape[-2:]
             window_depth = window_to_pixels(halting_depth(aux['local_halted']), net.window_size)
@@ -196,10 +207,10 @@ class AdaFormerModel(SRModel):
         BasicSR's SwinIRModel does."""
         window = self.opt['network_g'].get('window_size')
         if not window:
-            return net(lq)
+            return forward_in_own_dtype(net, lq)
         h, w = lq.shape[-2:]
         scale = self.opt.get('scale', 1)
-        return net(pad_to_multiple(lq, window))[..., :h * scale, :w * scale]
+        return forward_in_own_dtype(net, pad_to_multiple(lq, window))[..., :h * scale, :w * scale]
 
     def _record_test(self, aux: Optional[Dict], latency: float) -> None:
         name = osp.splitext(osp.basename(self.lq_path))[0] if self.lq_path else f'image{len(self._records)}'
@@ -233,7 +244,11 @@ class AdaFormerModel(SRModel):
         self._records = []
         self._dataset_name = dataloader.dataset.opt['name']
         self._current_iter = current_iter
-        super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        self._cast_net = cast_copy(self._tested_network(), self._test_dtype)
+        try:
+            super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
+        finally:
+            self._cast_net = None
         summary = self._summarise()
         self._log_summary(summary, current_iter, tb_logger)
         out = osp.join(self.opt['path']['log'], f'stats_{self._dataset_name}_{current_iter}.json')

@@ -1,0 +1,55 @@
+"""Inference in a lower floating-point precision: bfloat16 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16
+(GPUs only: PyTorch's float16 convolutions on a CPU without native support are an order of magnitude slower).
+
+The network's weights are cast once (a copy where the float32 weights are still needed, as in training); the input
+is cast on the way in and every floating-point output back to float32 on the way out, so images, metrics and
+halting maps are computed from float32 tensors as usual. AdaFormer accumulates the confidences in float32 in any
+precision (``token_halting.HaltingState``), so its halting decisions move only as much as the confidences do.
+"""
+import copy
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
+
+
+def parse_dtype(name: Any) -> torch.dtype:
+    """'float32' / 'bfloat16' / 'float16' -> the torch dtype; ValueError naming the choices otherwise."""
+    if name not in DTYPES:
+        raise ValueError(f'must be one of {", ".join(DTYPES)}, got {name!r}')
+    return DTYPES[name]
+
+
+def check_device(dtype: torch.dtype, device: torch.device) -> None:
+    """ValueError for float16 on the CPU (it runs, but many times slower than float32)."""
+    if dtype == torch.float16 and device.type == 'cpu':
+        raise ValueError('float16 is for GPUs (on the CPU it is many times slower than float32); use bfloat16 on '
+                         'the CPU (fast on CPUs with AVX512-BF16 or AMX)')
+
+
+def network_dtype(net: nn.Module) -> torch.dtype:
+    """The dtype of ``net``'s floating-point parameters; float32 for a network without any (e.g. Bicubic)."""
+    return next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+
+
+def cast_copy(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``net`` itself for float32, else a copy of it with its parameters and buffers in ``dtype``."""
+    return net if dtype == torch.float32 else copy.deepcopy(net).to(dtype)
+
+
+def to_float32(value: Any) -> Any:
+    """Floating-point tensors (also inside tuples, lists and dicts) -> float32; anything else unchanged."""
+    if isinstance(value, Tensor):
+        return value.float() if value.is_floating_point() else value
+    if isinstance(value, (tuple, list)):
+        return type(value)(to_float32(v) for v in value)
+    if isinstance(value, dict):
+        return {k: to_float32(v) for k, v in value.items()}
+    return value
+
+
+def forward_in_own_dtype(net: nn.Module, lq: Tensor, **kwargs) -> Any:
+    """``net(lq, **kwargs)`` with ``lq`` cast to the network's dtype and the results cast back to float32."""
+    return to_float32(net(lq.to(network_dtype(net)), **kwargs))
