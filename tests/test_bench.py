@@ -12,7 +12,7 @@ from torch import nn
 from adaformer_arch import bench
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple
 from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profile_with_hooks, profile
-from adaformer_arch.benchmark.networks import build
+from adaformer_arch.benchmark.networks import bare, build
 from adaformer_arch.benchmark.options import BenchError, NetworkSpec, load_options, parse_size
 from adaformer_arch.benchmark.runner import round_order
 from helpers import TINY_NET, make_pairs, run_cli, write_yaml
@@ -143,6 +143,19 @@ def test_adaformer_padded_channels_last_in_bfloat16():
     assert 0 < (got - expected).abs().mean() < 0.01
     plain_profile, adapted_profile = profile(plain, pad_to_multiple(lq, 8)), profile(adapted, lq)
     assert adapted_profile.macs == plain_profile.macs and adapted_profile.output_shape == [1, 3, 26, 36]
+
+
+def test_swinir_entry_in_bfloat16_runs_under_autocast():
+    swinir = dict(type='SwinIR', upscale=2, in_chans=3, img_size=8, window_size=4, img_range=1., depths=[1],
+                  embed_dim=8, num_heads=[2], mlp_ratio=2, upsampler='pixelshuffledirect', resi_connection='1conv')
+    plain = build(NetworkSpec('a', dict(swinir), pad_to=4), 2, True, 'test')
+    low = build(NetworkSpec('b', dict(swinir), pad_to=4, dtype='bfloat16'), 2, True, 'test')
+    bare(low).load_state_dict(bare(plain).state_dict())
+    lq = torch.rand(1, 3, 10, 7)
+    with torch.no_grad():
+        expected, got = plain(lq), low(lq)
+    assert got.dtype == torch.float32 and 0 < (got - expected).abs().mean() < 0.01
+    assert profile(low, lq).macs == profile(plain, lq).macs > 0
 
 
 def test_dtype_of_an_entry_is_checked(tmp_path: Path):

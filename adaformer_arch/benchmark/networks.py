@@ -8,7 +8,7 @@ from torch import Tensor, nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ..archs.adaformer_arch import channels_last, pad_to_multiple
-from ..utils.precision import network_dtype, parse_dtype
+from ..utils.precision import Autocast, in_precision, network_dtype, parse_dtype
 from ..utils.weights import WeightsError, load_weights
 from .options import RANDOM, BenchError, NetworkSpec
 
@@ -37,13 +37,16 @@ class InputAdapter(nn.Module):
 
 
 def bare(net: nn.Module) -> nn.Module:
-    """The registry network inside an :class:`InputAdapter` (or ``net`` itself)."""
-    return net.net if isinstance(net, InputAdapter) else net
+    """The registry network inside an :class:`InputAdapter` and/or :class:`Autocast` (or ``net`` itself)."""
+    while isinstance(net, (InputAdapter, Autocast)):
+        net = net.net
+    return net
 
 
 def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn.Module:
-    """The network of ``spec`` in eval mode on the CPU, in ``spec.dtype`` (inside an :class:`InputAdapter` where it
-    needs padding, channels-last or a cast). ``where`` names the option file in error messages."""
+    """The network of ``spec`` in eval mode on the CPU, in ``spec.dtype`` (``in_precision``; inside an
+    :class:`InputAdapter` where it needs padding, channels-last or another precision). ``where`` names the option
+    file in error messages."""
     opt = copy.deepcopy(spec.network_g)
     arch = opt.pop('type')
     try:
@@ -72,7 +75,7 @@ def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn
         setattr(net, key, value)
     dtype = parse_dtype(spec.dtype)
     if spec.pad_to > 1 or spec.channels_last or dtype != torch.float32:
-        net = InputAdapter(net.to(dtype), spec.pad_to, spec.channels_last, scale)
+        net = InputAdapter(in_precision(net, dtype), spec.pad_to, spec.channels_last, scale)
     return net.eval()
 
 

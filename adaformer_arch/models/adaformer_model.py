@@ -20,7 +20,7 @@ from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
-from ..utils.precision import cast_copy, forward_in_own_dtype, parse_dtype
+from ..utils.precision import forward_in_own_dtype, in_precision, parse_dtype
 from ..utils.tiling import run_tiled
 
 
@@ -41,8 +41,9 @@ class AdaFormerModel(SRModel):
     depth and confidence PNGs next to the SR images. ``tile: {tile_size: N, tile_pad: P}`` (top level, as in HAT)
     tests in tiles with bounded memory (:meth:`_tiled_forward`). Works with any ``network_g``; the halting columns
     are filled for AdaFormer only; other networks with a ``window_size`` (SwinIR) get their input padded to a
-    multiple of it. ``val.dtype: bfloat16`` (or ``float16`` on a GPU) tests a copy of the network in that precision
-    (:mod:`adaformer_arch.utils.precision`); images, metrics and statistics are computed in float32.
+    multiple of it. ``val.dtype: bfloat16`` (or ``float16`` on a GPU) tests the network in that precision (a cast
+    copy, or other networks under autocast: :mod:`adaformer_arch.utils.precision`); images, metrics and statistics
+    are computed in float32.
 
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
@@ -145,11 +146,11 @@ class AdaFormerModel(SRModel):
         return self.get_bare_model(self.net_g_ema if hasattr(self, 'net_g_ema') else self.net_g)
 
     def test(self) -> None:
-        """SR of ``self.lq`` (in ``val.dtype``: a copy of the network in that precision, made once per
-        validation; output and statistics in float32)."""
+        """SR of ``self.lq`` (in ``val.dtype``: the network in that precision, made once per validation by
+        :func:`~adaformer_arch.utils.precision.in_precision`; output and statistics in float32)."""
         bare = self._tested_network()
         was_training = bare.training
-        net = self._cast_net if self._cast_net is not None else cast_copy(bare, self._test_dtype)
+        net = self._cast_net if self._cast_net is not None else in_precision(bare, self._test_dtype)
         bare.eval()
         net.eval()
         tile = self.opt.get('tile')
@@ -244,7 +245,7 @@ class AdaFormerModel(SRModel):
         self._records = []
         self._dataset_name = dataloader.dataset.opt['name']
         self._current_iter = current_iter
-        self._cast_net = cast_copy(self._tested_network(), self._test_dtype)
+        self._cast_net = in_precision(self._tested_network(), self._test_dtype)
         try:
             super().nondist_validation(dataloader, current_iter, tb_logger, save_img)
         finally:

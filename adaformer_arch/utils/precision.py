@@ -1,16 +1,20 @@
 """Inference in a lower floating-point precision: bfloat16 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16
 (GPUs only: PyTorch's float16 convolutions on a CPU without native support are an order of magnitude slower).
 
-The network's weights are cast once (a copy where the float32 weights are still needed, as in training); the input
-is cast on the way in and every floating-point output back to float32 on the way out, so images, metrics and
-halting maps are computed from float32 tensors as usual. AdaFormer accumulates the confidences in float32 in any
-precision (``token_halting.HaltingState``), so its halting decisions move only as much as the confidences do.
+This project's networks (AdaFormer, its conv floor, Bicubic) are cast whole, once (a copy where the float32
+weights are still needed, as in training): the input is cast on the way in and every floating-point output back to
+float32 on the way out, so images, metrics and halting maps are computed from float32 tensors as usual. AdaFormer
+accumulates the confidences in float32 in any precision (``token_halting.HaltingState``), so its halting decisions
+move only as much as the confidences do. Other networks run under ``torch.autocast`` instead, as their own code
+may create float32 tensors at run time (BasicSR's SwinIR builds its attention mask so for every new input size).
 """
 import copy
 from typing import Any
 
 import torch
 from torch import Tensor, nn
+
+from ..archs import AdaFormer, AdaFormerConvFloor, Bicubic
 
 DTYPES = {'float32': torch.float32, 'bfloat16': torch.bfloat16, 'float16': torch.float16}
 
@@ -34,9 +38,27 @@ def network_dtype(net: nn.Module) -> torch.dtype:
     return next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
 
 
-def cast_copy(net: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """``net`` itself for float32, else a copy of it with its parameters and buffers in ``dtype``."""
-    return net if dtype == torch.float32 else copy.deepcopy(net).to(dtype)
+class Autocast(nn.Module):
+    """``net`` run under ``torch.autocast(dtype)`` on the device of its input (its weights stay float32)."""
+
+    def __init__(self, net: nn.Module, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.net = net
+        self.dtype = dtype
+
+    def forward(self, x: Tensor, **kwargs) -> Any:
+        with torch.autocast(x.device.type, dtype=self.dtype):
+            return self.net(x, **kwargs)
+
+
+def in_precision(net: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """``net`` for inference in ``dtype``: itself for float32; a copy cast whole for this project's networks; else
+    ``net`` under :class:`Autocast`. Call it through :func:`forward_in_own_dtype`."""
+    if dtype == torch.float32:
+        return net
+    if isinstance(net, (AdaFormer, AdaFormerConvFloor, Bicubic)):
+        return copy.deepcopy(net).to(dtype)
+    return Autocast(net, dtype)
 
 
 def to_float32(value: Any) -> Any:
