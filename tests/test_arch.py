@@ -167,6 +167,20 @@ def test_prototypes_gathered_over_chunks_equal_one_attention():
         assert torch.equal(attn.gather_prototypes(iter(())), attn.prototypes)
 
 
+def test_prototypes_gathered_in_float16_over_more_tokens_than_float16_can_count():
+    """The softmax sums run over every kept token of an image; in float16 they would pass its largest value (65,504)
+    and become inf: they are accumulated in float32, and the prototypes match the float32 ones."""
+    torch.manual_seed(0)
+    attn = PrototypeAttention(dim=16, num_prototypes=4, num_heads=2).eval()
+    tokens = torch.full((70_000, 16), 0.5) + 0.01 * torch.randn(70_000, 16)  # nearly equal logits: weights ~ 1
+    half = copy.deepcopy(attn).to(torch.float16)
+    with torch.no_grad():
+        expected = attn.gather_prototypes(tokens.split(4096))
+        got = half.gather_prototypes(tokens.to(torch.float16).split(4096))
+    assert got.dtype == torch.float16 and torch.isfinite(got).all()
+    assert torch.allclose(got.float(), expected, atol=2e-2)
+
+
 @pytest.mark.parametrize('chunk_tokens', [None, 20])
 def test_inference_path_without_early_exit_equals_dense(chunk_tokens, monkeypatch):
     if chunk_tokens:

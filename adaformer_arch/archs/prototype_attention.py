@@ -116,16 +116,19 @@ class PrototypeAttention(nn.Module):
             if peak is not None:
                 new_peak = torch.maximum(new_peak, peak)
             weights = logits.sub_(new_peak).exp2_()
+            # sums over every kept token of the image (millions at 8K): float32 in any precision (float16 overflows
+            # at 65,504)
+            chunk_total, chunk_acc = weights.sum(dim=0, dtype=torch.float32), weights.t().float() @ tokens.float()
             if peak is None:
-                total, acc = weights.sum(dim=0), weights.t() @ tokens  # (heads*M,), (heads*M, D)
+                total, acc = chunk_total, chunk_acc  # (heads*M,), (heads*M, D)
             else:
-                rescale = torch.exp2(peak - new_peak)
-                total = total * rescale + weights.sum(dim=0)
-                acc = acc * rescale[:, None] + weights.t() @ tokens
+                rescale = torch.exp2(peak - new_peak).float()
+                total = total * rescale + chunk_total
+                acc = acc * rescale[:, None] + chunk_acc
             peak = new_peak
         if acc is None:
             return self.prototypes
-        values = F.linear(acc / total[:, None], w_v, b_v)  # (heads*M, D): attention-weighted values
+        values = F.linear((acc / total[:, None]).to(w_v.dtype), w_v, b_v)  # (heads*M, D): attention-weighted values
         per_head = [values[h * m:(h + 1) * m, h * dh:(h + 1) * dh] for h in range(heads)]  # head h: (M, D/heads)
         return self.prototypes + torch.cat(per_head, dim=1)
 

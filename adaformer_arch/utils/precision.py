@@ -4,8 +4,9 @@
 This project's networks (AdaFormer, its conv floor, Bicubic) are cast whole, once (a copy where the float32
 weights are still needed, as in training): the input is cast on the way in and every floating-point output back to
 float32 on the way out, so images, metrics and halting maps are computed from float32 tensors as usual. AdaFormer
-accumulates the confidences in float32 in any precision (``token_halting.HaltingState``), so its halting decisions
-move only as much as the confidences do. Other networks run under ``torch.autocast`` instead, as their own code
+accumulates the confidences (``token_halting.HaltingState``) and the prototypes' softmax sums
+(``PrototypeAttention.gather_prototypes``) in float32 in any precision, so its halting decisions move only as much
+as the confidences do, and sums over millions of tokens do not overflow float16. Other networks run under ``torch.autocast`` instead, as their own code
 may create float32 tensors at run time (BasicSR's SwinIR builds its attention mask so for every new input size).
 """
 import copy
