@@ -116,9 +116,12 @@ class PrototypeAttention(nn.Module):
             if peak is not None:
                 new_peak = torch.maximum(new_peak, peak)
             weights = logits.sub_(new_peak).exp2_()
-            # sums over every kept token of the image (millions at 8K): float32 in any precision (float16 overflows
-            # at 65,504)
-            chunk_total, chunk_acc = weights.sum(dim=0, dtype=torch.float32), weights.t().float() @ tokens.float()
+            # sums over every kept token of the image (millions at 8K) are kept in float32 in any precision; in
+            # float16 (largest value 65,504) already a chunk's product could overflow, so it is taken in float32 too
+            # (in bfloat16, whose range is float32's, that would triple the product's time on the CPU)
+            chunk_total = weights.sum(dim=0, dtype=torch.float32)
+            chunk_acc = (weights.t().float() @ tokens.float() if tokens.dtype == torch.float16
+                         else (weights.t() @ tokens).float())
             if peak is None:
                 total, acc = chunk_total, chunk_acc  # (heads*M,), (heads*M, D)
             else:
