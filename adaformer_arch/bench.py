@@ -184,7 +184,7 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
     total = 1 + len(opts.sizes) * per_size
     if args.train_throughput:
         t = opts.train_throughput
-        total += len(t.networks) * (t.steps + t.warmup)
+        total += len(t.networks) * (1 + len(t.autocast)) * (t.steps + t.warmup)
     skipped = [n for n in opts.tradeoff.references if random_flags[n]] if pairs else []
     if pairs:
         total += num_steps(len(pairs), len(opts.tradeoff.halt_eps) + len(opts.tradeoff.references) - len(skipped))
@@ -207,8 +207,9 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
         t = opts.train_throughput
         bar.set_postfix_str('training throughput')
         train = train_throughput({n: nets[n] for n in t.networks}, t.batch_size, t.lr_patch, opts.scale, t.steps,
-                                 t.warmup, device, bar.update)
-        train['random_weights'] = {n: random_flags[n] for n in t.networks}
+                                 t.warmup, device, bar.update, t.autocast)
+        train['random_weights'] = {row: random_flags[n] for n in t.networks for row in train['networks']
+                                   if row == n or row.startswith(f'{n} [')}
 
     tradeoff = None
     if pairs:

@@ -9,7 +9,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
 * for ``model_type: AdaFormerModel``, a ``tile`` block (tiled testing) whose keys or values it cannot use, and a
-  ``val.dtype`` that is not a known precision (or float16 without a GPU);
+  ``val.dtype`` / ``train.autocast`` that is not a known precision (or float16 without a GPU / for training);
 * ``path.pretrain_network_g`` that does not exist, cannot be loaded as plain weights, or (with ``strict_load_g``)
   does not fit ``network_g``: every tensor that disagrees is named (BasicSR would fail with a traceback later);
 * data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
@@ -34,13 +34,13 @@ from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_
                                     paired_paths_from_meta_info_file)
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
-from .utils.precision import check_device, parse_dtype
+from .utils.precision import check_device, parse_autocast, parse_dtype
 from .utils.weights import WeightsError, load_state_dict, mismatches
 
 # Keys of `train` and `val` read by basicsr 1.4.2 (train.py, SRModel, BaseModel) and by AdaFormerModel.
 MODEL_KEYS = {
     'train': ('ema_decay', 'optim_g', 'scheduler', 'total_iter', 'warmup_iter', 'pixel_opt', 'perceptual_opt',
-              'uncertainty_opt', 'estimator_lr_mult', 'estimator_only'),
+              'uncertainty_opt', 'estimator_lr_mult', 'estimator_only', 'autocast'),
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps', 'dtype'),
 }
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
@@ -129,7 +129,7 @@ def check_options(opt: Dict) -> List[str]:
                                     f'(it reads {", ".join(known)}).')
     problems += _check_scale(opt)
     if opt.get('model_type') == 'AdaFormerModel':
-        problems += _check_tile(opt) + _check_test_dtype(opt)
+        problems += _check_tile(opt) + _check_precision(opt)
     if not problems:  # the network can be built
         problems += _check_pretrained(opt)
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
@@ -214,17 +214,22 @@ def _check_tile(opt: Dict) -> List[str]:
     return problems
 
 
-def _check_test_dtype(opt: Dict) -> List[str]:
-    """``val.dtype``: a known precision, and float16 only with a GPU."""
+def _check_precision(opt: Dict) -> List[str]:
+    """``val.dtype``: a known precision, float16 only with a GPU; ``train.autocast``: float32 or bfloat16."""
+    problems = []
     name = (opt.get('val') or {}).get('dtype')
-    if name is None:
-        return []
-    try:
-        dtype = parse_dtype(name)
-        check_device(dtype, torch.device('cuda' if opt.get('num_gpu', 0) else 'cpu'))
-    except ValueError as err:
-        return [f'val.dtype: {err}']
-    return []
+    if name is not None:
+        try:
+            check_device(parse_dtype(name), torch.device('cuda' if opt.get('num_gpu', 0) else 'cpu'))
+        except ValueError as err:
+            problems.append(f'val.dtype: {err}')
+    name = (opt.get('train') or {}).get('autocast')
+    if name is not None:
+        try:
+            parse_autocast(name)
+        except ValueError as err:
+            problems.append(f'train.autocast: {err}')
+    return problems
 
 
 def _network_argument(opt: Dict, name: str) -> Any:

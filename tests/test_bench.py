@@ -29,7 +29,8 @@ def bench_options(weights: str = 'random') -> dict:
             {'name': NAMES[0], 'network_g': dict(TINY_NET), 'weights': weights, 'attributes': {'halt_eps': 0.3}},
             {'name': NAMES[1], 'network_g': dict(TINY_EDSR)},
         ],
-        'train_throughput': {'networks': NAMES, 'batch_size': 2, 'lr_patch': 8, 'steps': 1, 'warmup': 0},
+        'train_throughput': {'networks': NAMES, 'batch_size': 2, 'lr_patch': 8, 'steps': 1, 'warmup': 0,
+                             'autocast': ['bfloat16']},
         'tradeoff': {'network': NAMES[0], 'halt_eps': [0.0, 0.5]},
     }
 
@@ -83,7 +84,9 @@ def test_interleaving_order_is_recorded(bench_run):
 def test_train_throughput_and_tradeoff_recorded(bench_run):
     _, result, _ = bench_run
     train = result['train_throughput']['networks']
-    assert set(train) == set(NAMES) and all(v['iters_per_s'] > 0 for v in train.values())
+    assert set(train) == set(NAMES) | {f'{n} [bfloat16 autocast]' for n in NAMES}
+    assert all(v['iters_per_s'] > 0 for v in train.values())
+    assert result['train_throughput']['random_weights'] == {name: True for name in train}
     assert result['train_throughput']['batch_size'] == 3 and result['train_throughput']['lr_patch'] == 8  # flag, file
     assert '--train-batch 3 --train-patch 8' in result['command']
     tradeoff = result['tradeoff']
@@ -166,6 +169,10 @@ def test_dtype_of_an_entry_is_checked(tmp_path: Path):
     opt['networks'][1]['dtype'] = 'bfloat16'  # listed in train_throughput, which measures float32 training
     with pytest.raises(BenchError, match='train_throughput.networks: EDSR tiny is not float32'):
         load_options(str(write_yaml(tmp_path / 'train.yml', opt)))
+    opt['networks'][1]['dtype'] = 'float32'
+    opt['train_throughput']['autocast'] = ['float16']
+    with pytest.raises(BenchError, match='train_throughput.autocast: float16 training needs loss scaling'):
+        load_options(str(write_yaml(tmp_path / 'autocast.yml', opt)))
     del opt['train_throughput']
     opt['networks'][1]['dtype'] = 'float16'
     args = bench.parse_args(['-opt', str(write_yaml(tmp_path / 'half.yml', opt)), '--device', 'cpu'])

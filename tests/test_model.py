@@ -195,3 +195,30 @@ def test_val_dtype_bfloat16_tests_a_bfloat16_copy(tmp_path, tile):
     assert 0 < (got - expected).abs().mean() < 0.01  # bfloat16 rounding, nothing more
     assert all(p.dtype == torch.float32 for p in low.net_g.parameters())
     assert len(low_record['sparsity']) == 2 and low_record['macs'] == pytest.approx(record['macs'], rel=0.2)
+
+
+def test_train_autocast_bfloat16_trains_in_mixed_precision(tmp_path):
+    """``train.autocast: bfloat16``: the forward runs under autocast (its output differs from float32 by rounding),
+    losses and weights stay float32, and a step moves the weights in the directions of the float32 step."""
+    steps = {}
+    for precision in ('float32', 'bfloat16'):
+        opt = train_options(tmp_path)
+        opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path))
+        opt['train']['autocast'] = precision
+        torch.manual_seed(0)
+        model = build_model(opt)
+        before = {k: v.clone() for k, v in model.net_g.state_dict().items()}
+        torch.manual_seed(1)
+        model.feed_data({'lq': torch.rand(2, 3, 8, 8), 'gt': torch.rand(2, 3, 16, 16)})
+        model.optimize_parameters(1)
+        assert model.output.dtype == torch.float32
+        assert all(v.dtype == torch.float32 for v in model.net_g.state_dict().values() if v.is_floating_point())
+        steps[precision] = (model.output.detach(), {k: v - before[k] for k, v in model.net_g.state_dict().items()},
+                            {k: float(v) for k, v in model.log_dict.items()})
+    (out32, step32, log32), (out16, step16, log16) = steps['float32'], steps['bfloat16']
+    assert 0 < (out16 - out32).abs().max() < 0.05
+    assert log16['l_pix'] == pytest.approx(log32['l_pix'], rel=0.05)
+    # Adam's first step moves every weight by about lr in the direction of its gradient: the directions agree
+    same = [(torch.sign(step16[k]) == torch.sign(step32[k])).float().mean().item() for k in step32
+            if step32[k].is_floating_point() and step32[k].abs().max() > 0]
+    assert sum(same) / len(same) > 0.9

@@ -71,6 +71,16 @@ def test_val_dtype_is_checked(data):
     assert check_options(parsed(opt, is_train=False)) == []
 
 
+def test_train_autocast_is_checked(data):
+    opt = train_options(data)
+    opt['train']['autocast'] = 'bfloat16'
+    assert check_options(parsed(opt)) == []
+    opt['train']['autocast'] = 'float16'
+    assert problems(opt)[0].startswith('train.autocast: float16 training needs loss scaling')
+    opt['train']['autocast'] = True
+    assert problems(opt) == ['train.autocast: must be one of float32, bfloat16, float16, got True']
+
+
 def test_shipped_option_files_have_no_problems_but_missing_data():
     for path in glob.glob(str(REPO / 'options' / '*.yml')):
         with open(path) as f:

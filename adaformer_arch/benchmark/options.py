@@ -16,7 +16,8 @@ Layout::
         pad_to: 8                            # optional; reflect-pad inputs to a multiple, crop the output
         channels_last: true                  # optional; give the network a channels-last input
         dtype: bfloat16                      # optional; float32 (default), bfloat16, float16 (GPU only)
-    train_throughput: {networks: [AdaFormer, SwinIR-light], batch_size: 16, lr_patch: 48, steps: 20, warmup: 3}
+    train_throughput: {networks: [AdaFormer, SwinIR-light], batch_size: 16, lr_patch: 48, steps: 20, warmup: 3,
+                       autocast: [bfloat16]}        # optional: also in mixed precision, as train.autocast
     tradeoff: {network: AdaFormer, halt_eps: [0.0, 0.05, 0.1, 0.2], references: [SwinIR-light]}
 """
 import os
@@ -27,7 +28,7 @@ from typing import Any, Dict, List, Optional, Tuple
 import yaml
 
 from ..option_checks import is_integer
-from ..utils.precision import parse_dtype
+from ..utils.precision import parse_autocast, parse_dtype
 
 DEFAULT_SIZES = ('128x128', '480x270', '960x540')
 RANDOM = 'random'
@@ -57,6 +58,7 @@ class TrainThroughputSpec:
     lr_patch: int = 48
     steps: int = 20
     warmup: int = 3
+    autocast: List[str] = field(default_factory=list)  # also train each network under autocast in these dtypes
 
 
 @dataclass
@@ -167,6 +169,11 @@ def load_options(path: str) -> BenchOptions:
         for key in ('batch_size', 'lr_patch', 'steps'):
             _positive(getattr(spec, key), f'{path}: train_throughput.{key}')
         _positive(spec.warmup, f'{path}: train_throughput.warmup', minimum=0)
+        for name in spec.autocast:
+            try:
+                parse_autocast(name)
+            except ValueError as err:
+                raise BenchError(f'{path}: train_throughput.autocast: {err}') from None
         for name in spec.networks:
             if opts.network(name, 'train_throughput.networks').dtype != 'float32':
                 raise BenchError(f'{path}: train_throughput.networks: {name} is not float32; training throughput '

@@ -20,7 +20,7 @@ from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
-from ..utils.precision import forward_in_own_dtype, in_precision, parse_dtype
+from ..utils.precision import forward_in_own_dtype, in_precision, parse_autocast, parse_dtype, to_float32
 from ..utils.tiling import run_tiled
 
 
@@ -48,6 +48,8 @@ class AdaFormerModel(SRModel):
     ``train.estimator_lr_mult`` (default 1) multiplies the learning rate of the confidence estimator's parameters
     (a second optimiser parameter group; the scheduler scales both groups alike). The estimator is trained by L_USL
     alone (see UncertaintyLoss), so a larger rate only speeds up how fast it learns which tokens may halt.
+    ``train.autocast: bfloat16`` runs the training forward under ``torch.autocast`` (mixed precision; losses,
+    gradients and weights stay float32).
     ``train.estimator_only: true`` freezes everything else and trains only the estimator (with L_USL): it fits a new
     estimator, e.g. of another ``estimator_dim``, to a trained network without changing what the network computes
     when nothing halts.
@@ -68,6 +70,7 @@ class AdaFormerModel(SRModel):
         if self.cri_usl is not None and not isinstance(self.get_bare_model(self.net_g), AdaFormer):
             raise ValueError('train.uncertainty_opt needs network_g type AdaFormer (it trains its confidence '
                              'estimator); remove uncertainty_opt for other networks')
+        self._train_autocast = parse_autocast(train_opt.get('autocast', 'float32'))
         super().init_training_settings()  # builds the optimiser (setup_optimizers), which looks at cri_usl
 
     def setup_optimizers(self) -> None:
@@ -107,10 +110,13 @@ class AdaFormerModel(SRModel):
     def optimize_parameters(self, current_iter: int) -> None:
         self.optimizer_g.zero_grad()
         loss_dict = OrderedDict()
-        if self.cri_usl is not None:
-            self.output, aux = self.net_g(self.lq, return_aux=True)
-        else:
-            self.output, aux = self.net_g(self.lq), None
+        # train.autocast: the forward in mixed precision, the losses (and the weights) in float32
+        with torch.autocast(self.device.type, dtype=self._train_autocast,
+                            enabled=self._train_autocast != torch.float32):
+            if self.cri_usl is not None:
+                self.output, aux = to_float32(self.net_g(self.lq, return_aux=True))
+            else:
+                self.output, aux = to_float32(self.net_g(self.lq)), None
         l_total = 0
         if self.cri_pix:
             l_pix = self.cri_pix(self.output, self.gt)

@@ -1,4 +1,4 @@
-"""Inference in a lower floating-point precision: bfloat16 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16
+"""Inference (and mixed-precision training, ``train.autocast``) in a lower floating-point precision: bfloat16 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16
 (GPUs only: PyTorch's float16 convolutions on a CPU without native support are an order of magnitude slower).
 
 This project's networks (AdaFormer, its conv floor, Bicubic) are cast whole, once (a copy where the float32
@@ -25,6 +25,16 @@ def parse_dtype(name: Any) -> torch.dtype:
     if name not in DTYPES:
         raise ValueError(f'must be one of {", ".join(DTYPES)}, got {name!r}')
     return DTYPES[name]
+
+
+def parse_autocast(name: Any) -> torch.dtype:
+    """``train.autocast``: 'float32' (off) or 'bfloat16'; float16 training would need a gradient scaler (and its
+    state in the training states), so it is refused."""
+    dtype = parse_dtype(name)
+    if dtype == torch.float16:
+        raise ValueError('float16 training needs loss scaling, which is not supported; use bfloat16 (GPUs from '
+                         'Ampere on, CPUs with AVX512-BF16 or AMX)')
+    return dtype
 
 
 def check_device(dtype: torch.dtype, device: torch.device) -> None:
