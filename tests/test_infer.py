@@ -181,14 +181,16 @@ def test_dtype_bfloat16_gives_nearly_the_float32_image_and_float16_is_refused_on
     opt, weights, _ = model
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(24, 32, seed=4))
     images = {}
-    for dtype in ('float32', 'bfloat16'):
-        code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / dtype, '--opt', opt, '--weights',
-                                  weights, '--dtype', dtype, '--save-maps'], capsys)
+    for dtype, tiling in (('float32', []), ('bfloat16', []), ('float32', ['--tile', 16]), ('bfloat16', ['--tile', 16])):
+        out = tmp_path / f'{dtype}{len(tiling)}'
+        code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', out, '--opt', opt, '--weights', weights,
+                                  '--dtype', dtype, '--save-maps'] + tiling, capsys)
         assert code == 0, err
-        images[dtype] = cv2.imread(str(tmp_path / dtype / f'img_x{SCALE}.png')).astype(np.int32)
-        assert (tmp_path / dtype / 'img_confidence.png').is_file()
-    difference = np.abs(images['bfloat16'] - images['float32'])
-    assert 0 < difference.mean() < 1.0 and difference.max() <= 8  # bfloat16 rounding of a random tiny network
+        images[dtype, bool(tiling)] = cv2.imread(str(out / f'img_x{SCALE}.png')).astype(np.int32)
+        assert (out / 'img_confidence.png').is_file()
+    for tiled in (False, True):
+        difference = np.abs(images['bfloat16', tiled] - images['float32', tiled])
+        assert 0 < difference.mean() < 1.0 and difference.max() <= 8  # bfloat16 rounding of a random tiny network
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'half', '--opt', opt, '--weights', weights,
                               '--dtype', 'float16', '--device', 'cpu'], capsys)
     assert code == 2 and '--dtype float16: float16 is for GPUs' in err and 'use bfloat16 on the CPU' in err
