@@ -208,8 +208,7 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
         bar.set_postfix_str('training throughput')
         train = train_throughput({n: nets[n] for n in t.networks}, t.batch_size, t.lr_patch, opts.scale, t.steps,
                                  t.warmup, device, bar.update, t.autocast)
-        train['random_weights'] = {row: random_flags[n] for n in t.networks for row in train['networks']
-                                   if row == n or row.startswith(f'{n} [')}
+        train['random_weights'] = {row: random_flags[v['network']] for row, v in train['networks'].items()}
 
     tradeoff = None
     if pairs:

@@ -16,7 +16,7 @@ from torch.nn import functional as F
 
 from ..archs.adaformer_arch import AdaFormer
 from ..losses.uncertainty_loss import UncertaintyLoss
-from ..utils.precision import parse_autocast, to_float32
+from ..utils.precision import mixed_precision, parse_autocast, to_float32
 from .networks import bare
 from .runner import interleaved_rounds, summarise
 
@@ -32,7 +32,7 @@ class _Trainer:
 
     def step(self, lq: Tensor, gt: Tensor) -> None:
         self.optimizer.zero_grad(set_to_none=True)
-        with torch.autocast(lq.device.type, dtype=self.autocast, enabled=self.autocast != torch.float32):
+        with mixed_precision(lq.device.type, self.autocast):
             if self.usl is not None:
                 sr, aux = to_float32(bare(self.net)(lq, return_aux=True))  # AdaFormer pads by itself
             else:
@@ -51,21 +51,22 @@ def train_throughput(nets: Dict[str, nn.Module], batch_size: int, lr_patch: int,
     """Interleaved training steps of ``nets`` (and of each in the ``autocast`` precisions) on
     (batch_size, 3, lr_patch, lr_patch) random LR batches.
 
-    Returns per network the step time summary (ms), iterations/s (1 / median step time) and LR pixels/s, plus the
-    round order.
+    Returns per row (network, or network under autocast) its network's name, the step time summary (ms),
+    iterations/s (1 / median step time) and LR pixels/s, plus the round order.
     """
     gen = torch.Generator().manual_seed(0)
     lq = torch.rand(batch_size, 3, lr_patch, lr_patch, generator=gen).to(device)
     gt = torch.rand(batch_size, 3, lr_patch * scale, lr_patch * scale, generator=gen).to(device)
-    trainers = {name: _Trainer(net, device) for name, net in nets.items()}
-    trainers.update({f'{name} [{dtype} autocast]': _Trainer(net, device, parse_autocast(dtype))
-                     for dtype in autocast for name, net in nets.items()})
+    rows = {name: (name, torch.float32) for name in nets}  # row -> (network, autocast dtype)
+    rows.update({f'{name} [{dtype} autocast]': (name, parse_autocast(dtype)) for dtype in autocast for name in nets})
+    trainers = {row: _Trainer(nets[name], device, dtype) for row, (name, dtype) in rows.items()}
     times, schedule = interleaved_rounds({name: functools.partial(t.step, lq, gt) for name, t in trainers.items()},
                                          steps, warmup, device, step_done)
     results = {}
     for name in trainers:
         summary = summarise(times[name])
         results[name] = {
+            'network': rows[name][0],
             'step_ms': summary,
             'iters_per_s': 1000.0 / summary['median'],
             'lr_pixels_per_s': batch_size * lr_patch**2 * 1000.0 / summary['median'],

@@ -20,7 +20,8 @@ from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
-from ..utils.precision import forward_in_own_dtype, in_precision, parse_autocast, parse_dtype, to_float32
+from ..utils.precision import (forward_in_own_dtype, in_precision, mixed_precision, parse_autocast, parse_dtype,
+                               to_float32)
 from ..utils.tiling import run_tiled
 
 
@@ -111,8 +112,7 @@ class AdaFormerModel(SRModel):
         self.optimizer_g.zero_grad()
         loss_dict = OrderedDict()
         # train.autocast: the forward in mixed precision, the losses (and the weights) in float32
-        with torch.autocast(self.device.type, dtype=self._train_autocast,
-                            enabled=self._train_autocast != torch.float32):
+        with mixed_precision(self.device.type, self._train_autocast):
             if self.cri_usl is not None:
                 self.output, aux = to_float32(self.net_g(self.lq, return_aux=True))
             else:

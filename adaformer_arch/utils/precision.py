@@ -1,13 +1,15 @@
-"""Inference (and mixed-precision training, ``train.autocast``) in a lower floating-point precision: bfloat16 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16
-(GPUs only: PyTorch's float16 convolutions on a CPU without native support are an order of magnitude slower).
+"""Inference (and mixed-precision training, ``train.autocast``) in a lower floating-point precision: bfloat16
+(CPUs with AVX512-BF16 or AMX, and GPUs) or float16 (GPUs only: PyTorch's float16 convolutions on a CPU without
+native support are an order of magnitude slower).
 
 This project's networks (AdaFormer, its conv floor, Bicubic) are cast whole, once (a copy where the float32
 weights are still needed, as in training): the input is cast on the way in and every floating-point output back to
 float32 on the way out, so images, metrics and halting maps are computed from float32 tensors as usual. AdaFormer
 accumulates the confidences (``token_halting.HaltingState``) and the prototypes' softmax sums
 (``PrototypeAttention.gather_prototypes``) in float32 in any precision, so its halting decisions move only as much
-as the confidences do, and sums over millions of tokens do not overflow float16. Other networks run under ``torch.autocast`` instead, as their own code
-may create float32 tensors at run time (BasicSR's SwinIR builds its attention mask so for every new input size).
+as the confidences do, and sums over millions of tokens do not overflow float16. Other networks run under
+``torch.autocast`` instead, as their own code may create float32 tensors at run time (BasicSR's SwinIR builds its
+attention mask so for every new input size).
 """
 import copy
 from typing import Any
@@ -47,6 +49,11 @@ def check_device(dtype: torch.dtype, device: torch.device) -> None:
 def network_dtype(net: nn.Module) -> torch.dtype:
     """The dtype of ``net``'s floating-point parameters; float32 for a network without any (e.g. Bicubic)."""
     return next((p.dtype for p in net.parameters() if p.is_floating_point()), torch.float32)
+
+
+def mixed_precision(device_type: str, dtype: torch.dtype) -> torch.autocast:
+    """``torch.autocast`` in ``dtype`` on ``device_type``; off for float32."""
+    return torch.autocast(device_type, dtype=dtype, enabled=dtype != torch.float32)
 
 
 class Autocast(nn.Module):
