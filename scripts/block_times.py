@@ -7,10 +7,15 @@ the local branch, of tokens the block computes at all (kept windows whole plus t
 windows), and the median time with and without early exit. A block whose time ratio stays close to its computed
 fraction skips halted tokens at (almost) no cost; what early exit adds on top is the estimator.
 
-    python scripts/block_times.py [--size 480x270] [--runs 7] [--threads 2] [--json out.json]
+``--profile N`` adds, for both modes, the N operators with the most self time in one more AdaM forward under
+``torch.profiler`` (milliseconds of that forward; the profiler adds a little overhead per call): what kind of work
+the time goes to (token linears run as ``mkldnn_convolution``, see ``archs/token_linear.py``).
+
+    python scripts/block_times.py [--size 480x270] [--runs 7] [--threads 2] [--profile 12] [--json out.json]
 """
 import argparse
 import collections
+import functools
 import json
 import platform
 import statistics
@@ -41,6 +46,17 @@ def timed(module: nn.Module, method: str, key: str, log: Dict[str, List[float]])
     setattr(module, method, wrapper)
 
 
+def operator_profile(forward: Callable[[], object], top: int) -> List[Dict[str, object]]:
+    """The ``top`` operators by self CPU time in one call of ``forward``: name, calls, self ms, share of the total."""
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+        forward()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1
+    ranked = sorted(events, key=lambda e: e.self_cpu_time_total, reverse=True)[:top]
+    return [{'op': e.key, 'calls': e.count, 'self_ms': e.self_cpu_time_total / 1e3,
+             'share': e.self_cpu_time_total / total} for e in ranked]
+
+
 def computed_fraction(local_halted: torch.Tensor, global_halted: torch.Tensor, window: int) -> float:
     """Tokens a block computes: every token of a kept window, plus the global branch's tokens in halted windows."""
     window_open = window_to_pixels(~local_halted, window)
@@ -54,6 +70,8 @@ def main() -> None:
     parser.add_argument('--size', default='480x270', help='LR width x height')
     parser.add_argument('--runs', type=int, default=7)
     parser.add_argument('--threads', type=int, default=2)
+    parser.add_argument('--profile', type=int, default=0, metavar='N',
+                        help='also list the N operators with the most self time, per mode')
     parser.add_argument('--json', help='write the numbers here')
     args = parser.parse_args()
     tune_glibc_malloc()
@@ -87,6 +105,9 @@ def main() -> None:
                     per_mode[early_exit]['AdaM'].append(total)
                     for key, values in log.items():
                         per_mode[early_exit][key].append(sum(values))
+        profiles = {mode: operator_profile(functools.partial(adam, feat.clone(), early_exit, net.halt_eps, True, False),
+                                           args.profile)
+                    for mode, early_exit in (('early_exit', True), ('no_exit', False)) if args.profile}
 
     def ms(early_exit: bool, key: str) -> float:
         values = per_mode[early_exit].get(key)
@@ -113,11 +134,17 @@ def main() -> None:
                 if 'computed' in r else '- | - | -')
         ratio = f"{r['early_exit_ms'] / r['no_exit_ms']:.3f}" if r['no_exit_ms'] else '-'
         print(f"| {r['name']} | {kept} | {r['early_exit_ms']:.1f} | {r['no_exit_ms']:.1f} | {ratio} |")
+    for mode, ops in profiles.items():
+        print(f'\nAdaM {mode.replace("_", " ")}, one forward under torch.profiler: top {len(ops)} operators by self time')
+        print('| operator | calls | self ms | share % |')
+        print('|---|---|---|---|')
+        for op in ops:
+            print(f"| {op['op']} | {op['calls']} | {op['self_ms']:.1f} | {100 * op['share']:.1f} |")
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'size': args.size, 'threads': args.threads, 'runs': args.runs, 'weights': args.weights,
                        'input': args.input, 'halted_fraction': halted, 'machine': platform.processor(),
-                       'torch': torch.__version__, 'rows': rows}, f, indent=1)
+                       'torch': torch.__version__, 'rows': rows, 'profiles': profiles}, f, indent=1)
 
 
 if __name__ == '__main__':

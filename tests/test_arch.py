@@ -348,6 +348,24 @@ def test_token_linear_equals_linear():
     assert torch.allclose(x.grad, weight.sum(0).expand_as(x), atol=1e-4)
 
 
+@pytest.mark.skipif(not torch.backends.mkldnn.is_available(), reason='PyTorch built without oneDNN')
+@pytest.mark.parametrize('threads', [1, 2])
+def test_token_linear_runs_on_onednn_on_any_thread_count(threads):
+    """PyTorch sends a 1x1 convolution of fewer than 16 images on one thread to its slow generic path; the tokens go
+    as 16 images, so oneDNN computes them (the route's speed-up) on one thread too."""
+    x, weight, bias = torch.randn(4096, 64), torch.randn(192, 64), torch.randn(192)
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        with torch.no_grad(), torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as prof:
+            out = token_linear(x, weight, bias)
+    finally:
+        torch.set_num_threads(before)
+    ops = {e.key for e in prof.key_averages()}
+    assert 'aten::mkldnn_convolution' in ops and 'aten::_slow_conv2d_forward' not in ops
+    assert torch.allclose(out, F.linear(x, weight, bias), atol=1e-4)
+
+
 @pytest.mark.parametrize('make', [lambda: small_net().eval(),
                                   lambda: AdaFormerConvFloor(num_feat=16, num_block=2, upscale=2).eval()])
 def test_one_image_from_hwc_memory_runs_channels_last(make):

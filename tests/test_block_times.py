@@ -23,9 +23,10 @@ def test_computed_fraction_counts_kept_windows_whole_and_loose_tokens():
 def test_runs_on_the_shipped_weights(tmp_path):
     out = tmp_path / 'blocks.json'
     proc = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'block_times.py'), '--size', '64x48', '--runs', '1',
-                           '--threads', '1', '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
+                           '--threads', '1', '--profile', '3', '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(out.read_text())['rows']
+    result = json.loads(out.read_text())
+    rows = result['rows']
     blocks = [r for r in rows if r['name'].startswith('block')]
     assert len(blocks) == 6 and blocks[0]['computed'] == 1.0
     for r in blocks:
@@ -34,3 +35,7 @@ def test_runs_on_the_shipped_weights(tmp_path):
     estimator = next(r for r in rows if r['name'] == 'estimator')
     assert estimator['early_exit_ms'] > 0 and estimator['no_exit_ms'] == 0
     assert '| block 6 |' in proc.stdout
+    assert set(result['profiles']) == {'early_exit', 'no_exit'}
+    for ops in result['profiles'].values():
+        assert len(ops) == 3 and all(0 < op['share'] <= 1 and op['calls'] >= 1 for op in ops)
+        assert [op['self_ms'] for op in ops] == sorted((op['self_ms'] for op in ops), reverse=True)

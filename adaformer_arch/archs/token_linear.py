@@ -6,6 +6,10 @@ from torch import Tensor
 from torch.nn import functional as F
 
 ROW_BUCKET = 256  # token counts are rounded up to a multiple of this (a 4096-token chunk: at most 16 shapes)
+# The tokens go to the convolution as this many images of one row each. PyTorch sends a 1x1 convolution with a batch
+# under 16 on one thread to its slow generic path (a BLAS GEMM, as F.linear) instead of oneDNN; as 16 images, oneDNN
+# takes it on any number of threads (one thread, 4096 tokens, 64->192: 0.99 ms as one image, 0.46 ms as 16).
+CONV_BATCH = 16
 
 
 def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -13,9 +17,8 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
 
     On the CPU without autograd the product runs as a 1x1 convolution over a channels-last view of the tokens (no
     copy), which PyTorch hands to oneDNN's JIT kernels instead of the BLAS GEMM behind ``F.linear``. Measured on this
-    project's AMD EPYC (AVX-512), 4096 tokens, 2 threads: about 2x faster for the 64->64/128/192 and 128->64 layers
-    of a TSAB, equal on one thread (docs/benchmark.md). On a GPU, with autograd, or for other layouts:
-    ``F.linear``.
+    project's AMD EPYC (AVX-512), 4096 tokens: about 2x faster for the 64->64/128/192 and 128->64 layers of a TSAB,
+    on one thread and on two (docs/benchmark.md). On a GPU, with autograd, or for other layouts: ``F.linear``.
 
     oneDNN builds (JIT-compiles) a kernel for every new input shape and keeps a limited number of them; the
     gathered token sets of the sparse path have a new length almost every call, so the rows are padded with zeros
@@ -27,5 +30,6 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     pad = -n % ROW_BUCKET
     if pad:
         x = torch.cat([x, x.new_zeros(pad, c_in)])
-    out = F.conv2d(x.view(1, 1, n + pad, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
-    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (1, C_out, 1, n') -> (n, C_out)
+    rows = (n + pad) // CONV_BATCH
+    out = F.conv2d(x.view(CONV_BATCH, 1, rows, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (16, C_out, 1, n'/16) -> (n, C_out)
