@@ -241,10 +241,19 @@ def try_process(path: str, net: AdaFormer, args: argparse.Namespace, device: tor
     except OSError as err:
         return f'cannot write its output: {err}'
     except RuntimeError as err:
-        if not (isinstance(err, torch.OutOfMemoryError) or 'memory' in str(err)):
+        if not is_out_of_memory(err):
             raise
+        if device.type == 'cuda':
+            torch.cuda.empty_cache()  # give the failed image's cached blocks back before the next one
         return f'out of memory ({err}); use --tile 256 (or smaller)'
     return None
+
+
+def is_out_of_memory(err: RuntimeError) -> bool:
+    """A GPU's ``torch.OutOfMemoryError``, or the CPU allocator's failure (a plain RuntimeError). Not any error that
+    mentions memory: after "CUDA error: an illegal memory access" the CUDA context is lost, and calling every
+    following image out of memory (use --tile) would hide that."""
+    return isinstance(err, torch.OutOfMemoryError) or "DefaultCPUAllocator: can't allocate memory" in str(err)
 
 
 def run(args: argparse.Namespace) -> List[Failure]:

@@ -8,6 +8,8 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 * for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
+* distributed training of AdaFormer without ``train.uncertainty_opt`` and without ``find_unused_parameters`` (its
+  confidence estimator would get no gradient, which DDP refuses);
 * for ``model_type: AdaFormerModel``, a ``tile`` block (tiled testing) whose keys or values it cannot use, and a
   ``val.dtype`` / ``train.autocast`` that is not a known precision (or float16 without a GPU / for training);
 * ``path.pretrain_network_g`` that does not exist, cannot be loaded as plain weights, or (with ``strict_load_g``)
@@ -127,7 +129,7 @@ def check_options(opt: Dict) -> List[str]:
                 else:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
-    problems += _check_scale(opt)
+    problems += _check_scale(opt) + _check_unused_estimator(opt)
     if opt.get('model_type') == 'AdaFormerModel':
         problems += _check_tile(opt) + _check_precision(opt)
     if not problems:  # the network can be built
@@ -230,6 +232,21 @@ def _check_precision(opt: Dict) -> List[str]:
         except ValueError as err:
             problems.append(f'train.autocast: {err}')
     return problems
+
+
+def _check_unused_estimator(opt: Dict) -> List[str]:
+    """Distributed training of AdaFormer without L_USL: the confidence estimator runs but gets no gradient (only
+    L_USL trains it), and DDP without ``find_unused_parameters`` stops at the second iteration."""
+    network = opt.get('network_g')
+    if (not opt.get('is_train') or not opt.get('dist') or opt.get('find_unused_parameters')
+            or not isinstance(network, dict) or network.get('type') != 'AdaFormer'):
+        return []
+    if opt.get('model_type') == 'AdaFormerModel' and (opt.get('train') or {}).get('uncertainty_opt'):
+        return []
+    return ['network_g AdaFormer is trained distributed without its uncertainty loss: its confidence estimator then '
+            'gets no gradient, and DDP stops at the second iteration. Add train.uncertainty_opt (model_type: '
+            'AdaFormerModel) to train the estimator, or "find_unused_parameters: true" at the top level of the '
+            'option file.']
 
 
 def _network_argument(opt: Dict, name: str) -> Any:

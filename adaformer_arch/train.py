@@ -149,7 +149,11 @@ class Training:
 
     def _remove_leftover_temporaries(self, opt: Dict) -> None:
         """Temporary files of atomic writes (``.NAME.XXXX.tmp``: checkpoints, training states, validation stats and
-        images) that a crash cut short, anywhere in the experiment folder."""
+        images) that a crash cut short, anywhere in the experiment folder. Rank 0 only: every rank of a distributed
+        run resumes, and ranks removing the same files would race (``FileNotFoundError`` for all but one); only rank
+        0 writes these files."""
+        if opt.get('rank', 0) != 0:
+            return
         root = osp.join('experiments', opt['name'])
         for tmp in sorted(glob.glob(osp.join(root, '**', '.*.tmp'), recursive=True)):
             os.remove(tmp)

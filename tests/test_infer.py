@@ -251,3 +251,24 @@ def test_missing_default_weights_say_how_to_pass_them(tmp_path, capsys, monkeypa
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
     assert code == 2 and 'not_shipped_yet.pth not found' in err and '--weights PATH' in err
 
+
+
+def test_out_of_memory_is_reported_per_image_and_other_errors_are_not(monkeypatch):
+    """An image that runs out of memory is skipped with the advice to tile; an error that only mentions memory
+    (a lost CUDA context: "illegal memory access") is not taken for that and stops the run."""
+    def failing(error: RuntimeError):
+        def process(*args, **kwargs):
+            raise error
+        return process
+
+    try:
+        torch.empty(1 << 62, dtype=torch.uint8)  # the CPU allocator's real error
+    except RuntimeError as err:
+        cpu_oom = err
+    monkeypatch.setattr(infer, 'process', failing(cpu_oom))
+    why = infer.try_process('big.png', None, None, torch.device('cpu'), None, 0, 'big')
+    assert why.startswith('out of memory') and 'use --tile 256' in why
+    lost = RuntimeError('CUDA error: an illegal memory access was encountered')
+    monkeypatch.setattr(infer, 'process', failing(lost))
+    with pytest.raises(RuntimeError, match='illegal memory access'):
+        infer.try_process('a.png', None, None, torch.device('cpu'), None, 0, 'a')

@@ -4,6 +4,8 @@ import torch
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.losses.uncertainty_loss import UncertaintyLoss
+from adaformer_arch.models.data_parallel import AuxDataParallel
+from basicsr.archs import build_network
 from basicsr.models import build_model
 
 from helpers import TINY_NET, train_options
@@ -44,6 +46,35 @@ def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch):
     assert totals == [pytest.approx(l_pix + l_usl, rel=1e-5)]
     for i in (1, 2):
         assert 0.0 <= log[f'sparsity_l{i}'] <= 1.0 and 0.0 < log[f'conf_l{i}'] < 1.0
+
+
+def test_data_parallel_gathers_the_training_forward(monkeypatch):
+    """Several GPUs without a launcher: BasicSR wraps the network in DataParallel, whose gather cannot merge the
+    replicas' executed MACs (Python ints); AuxDataParallel sums them. There is no GPU here, so the replicas' outputs
+    are made on the CPU and DataParallel's own gather runs with concatenation standing in for its GPU copy."""
+    monkeypatch.setattr(torch.nn.parallel.scatter_gather, 'Gather',
+                        type('CpuGather', (), {'apply': staticmethod(lambda device, dim, *parts: torch.cat(parts, dim))}))
+    torch.manual_seed(0)
+    net = build_network(dict(TINY_NET)).train()
+    lq = torch.rand(2, 3, 8, 8)
+    replicas = [net(lq[:1], return_aux=True), net(lq[1:], return_aux=True)]  # what two GPUs return
+    plain, ours = torch.nn.DataParallel(net), AuxDataParallel(net)
+    plain.dim = ours.dim = 0  # DataParallel built without a GPU does not set it
+    with pytest.raises(TypeError, match="'int' object is not iterable"):
+        plain.gather(replicas, 'cpu')
+    sr, aux = ours.gather(replicas, 'cpu')
+    assert torch.equal(sr, torch.cat([replicas[0][0], replicas[1][0]]))
+    assert aux['macs'] == replicas[0][1]['macs'] + replicas[1][1]['macs']
+    assert [c.shape[0] for c in aux['confidences']] == [2] * len(replicas[0][1]['confidences'])
+    assert torch.equal(aux['global_halted'][-1], torch.cat([r[1]['global_halted'][-1] for r in replicas]))
+
+
+def test_several_gpus_without_a_launcher_get_aux_data_parallel(model, monkeypatch):
+    monkeypatch.setitem(model.opt, 'num_gpu', 2)  # BaseModel would wrap in DataParallel
+    net = build_network(dict(TINY_NET))
+    assert type(model.model_to_device(net)) is AuxDataParallel
+    monkeypatch.setitem(model.opt, 'num_gpu', 0)
+    assert model.model_to_device(net) is net
 
 
 def test_uncertainty_loss_needs_adaformer(tmp_path):
@@ -140,6 +171,19 @@ def _tested(model, lq):
     model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, lq.shape[2] * 2, lq.shape[3] * 2), 'lq_path': ['a.png']})
     model.test()
     return model.output, model._records[-1]
+
+
+def test_test_forward_runs_without_cudnn_autotuning(tmp_path, monkeypatch):
+    """BasicSR's pipelines turn cuDNN's autotuning on; a test forward turns it off (test images come in many sizes,
+    and the search for each would be timed as latency) and back on afterwards."""
+    model = _test_model(tmp_path, dict(TINY_NET))
+    seen = []
+    forward = model.net_g.forward
+    monkeypatch.setattr(model.net_g, 'forward', lambda *a, **k: seen.append(torch.backends.cudnn.benchmark) or
+                        forward(*a, **k))
+    monkeypatch.setattr(torch.backends.cudnn, 'benchmark', True)
+    _tested(model, torch.rand(1, 3, 8, 8))
+    assert seen == [False] and torch.backends.cudnn.benchmark is True
 
 
 def test_tiled_test_of_a_conv_network_equals_the_whole_image(tmp_path):

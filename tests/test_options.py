@@ -71,6 +71,21 @@ def test_val_dtype_is_checked(data):
     assert check_options(parsed(opt, is_train=False)) == []
 
 
+def test_distributed_adaformer_without_uncertainty_loss_needs_find_unused_parameters(data):
+    """Without L_USL the confidence estimator gets no gradient, which DDP stops on at the second iteration."""
+    opt = train_options(data)
+    opt['dist'] = True
+    assert check_options(parsed(opt)) == []  # with uncertainty_opt: the estimator is trained
+    del opt['train']['uncertainty_opt']
+    (problem,) = problems(opt)
+    assert problem.startswith('network_g AdaFormer is trained distributed without its uncertainty loss')
+    assert 'find_unused_parameters: true' in problem
+    opt['find_unused_parameters'] = True
+    assert check_options(parsed(opt)) == []
+    opt['find_unused_parameters'], opt['dist'] = False, False  # one process: nothing to refuse
+    assert check_options(parsed(opt)) == []
+
+
 def test_train_autocast_is_checked(data):
     opt = train_options(data)
     opt['train']['autocast'] = 'bfloat16'

@@ -418,6 +418,20 @@ def test_auto_resume_removes_temporaries_of_writes_cut_short_anywhere_in_the_exp
     assert len(removed) == len(leftovers) and any('.stats_val_4.json.ef56.tmp' in n for n in removed)
 
 
+def test_auto_resume_leaves_temporaries_to_rank_0(tmp_path, monkeypatch):
+    """Every rank of a distributed run resumes; only rank 0 removes the temporaries (ranks removing the same files
+    would race, and all but one would die of FileNotFoundError)."""
+    states, _ = _experiment_folders(tmp_path, monkeypatch)
+    leftover = states / '.4.state.cd34.tmp'
+    leftover.write_bytes(b'x')
+    opt = _resume_opt(tmp_path)
+    training = Training()
+    assert training.load_resume_state({**opt, 'rank': 1}) is None
+    assert leftover.exists() and not training._notes
+    assert training.load_resume_state({**opt, 'rank': 0}) is None
+    assert not leftover.exists()
+
+
 def _epoch_batches(loader, sampler: ResumableSampler, epoch: int, stop_after: int = -1):
     """The GT batches of an epoch, and the resume point after ``stop_after`` of them (None if not reached)."""
     sampler.set_epoch(epoch)

@@ -144,10 +144,18 @@ def torchrun(module: str, opt_file: Path, cwd: Path) -> None:
     assert proc.returncode == 0, proc.stderr + '\n---- stdout (end) ----\n' + proc.stdout[-3000:]
 
 
-def test_ddp_on_cpu_with_two_processes(tmp_path):
-    """torchrun with 2 processes and --launcher pytorch trains on CPU (gloo)."""
+@pytest.mark.parametrize('variant', ['uncertainty loss', 'estimator_only', 'no uncertainty loss'])
+def test_ddp_on_cpu_with_two_processes(tmp_path, variant):
+    """torchrun with 2 processes and --launcher pytorch trains on CPU (gloo), also where parameters get no gradient:
+    ``estimator_only`` (everything else frozen before the DDP wrap) and training without L_USL (the estimator
+    untrained; with ``find_unused_parameters: true``, which the option check asks for)."""
     data = make_pairs(tmp_path / 'data')
     opt = train_options(data, name='ddp', total_iter=2, dist_params={'backend': 'gloo'})
+    if variant == 'estimator_only':
+        opt['train']['estimator_only'] = True
+    elif variant == 'no uncertainty loss':
+        del opt['train']['uncertainty_opt']
+        opt['find_unused_parameters'] = True
     torchrun('adaformer_arch.train', write_yaml(tmp_path / 'ddp.yml', opt), tmp_path)
     log = next((tmp_path / 'experiments' / 'ddp').glob('train_ddp_*.log')).read_text()
     assert 'World size (gpu number): 2' in log

@@ -117,10 +117,13 @@ class PrototypeAttention(nn.Module):
                 new_peak = torch.maximum(new_peak, peak)
             weights = logits.sub_(new_peak).exp2_()
             # sums over every kept token of the image (millions at 8K) are kept in float32 in any precision; in
-            # float16 (largest value 65,504) already a chunk's product could overflow, so it is taken in float32 too
-            # (in bfloat16, whose range is float32's, that would triple the product's time on the CPU)
+            # float16 (largest value 65,504) already a chunk's product could overflow, so it is taken in float32 too,
+            # and so is a bfloat16 one on a GPU, where it costs little; on the CPU a bfloat16 chunk's product stays
+            # bfloat16 (the range is float32's, and a float32 product tripled its time)
             chunk_total = weights.sum(dim=0, dtype=torch.float32)
-            chunk_acc = (weights.t().float() @ tokens.float() if tokens.dtype == torch.float16
+            product_in_float32 = tokens.dtype == torch.float16 or (tokens.dtype == torch.bfloat16 and
+                                                                   tokens.device.type != 'cpu')
+            chunk_acc = (weights.t().float() @ tokens.float() if product_in_float32
                          else (weights.t() @ tokens).float())
             if peak is None:
                 total, acc = chunk_total, chunk_acc  # (heads*M,), (heads*M, D)

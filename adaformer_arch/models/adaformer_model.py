@@ -5,7 +5,7 @@ import statistics
 import time
 from collections import OrderedDict
 from os import path as osp
-from typing import Callable, Dict, Iterator, List, Optional, Tuple
+from typing import Callable, Dict, Iterator, List, Optional, Set, Tuple
 
 import cv2
 import torch
@@ -23,6 +23,25 @@ from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth,
 from ..utils.precision import (forward_in_own_dtype, in_precision, mixed_precision, parse_autocast, parse_dtype,
                                to_float32)
 from ..utils.tiling import run_tiled
+from .data_parallel import AuxDataParallel
+
+
+def _estimator_parameters(net: torch.nn.Module) -> Set[int]:
+    """``id()`` of every parameter of the confidence estimator(s) in ``net``; empty for other networks."""
+    return {id(p) for m in net.modules() if isinstance(m, ConfidenceEstimator) for p in m.parameters()}
+
+
+@contextlib.contextmanager
+def _no_cudnn_autotuning() -> Iterator[None]:
+    """cuDNN's autotuning off for a test forward. BasicSR's pipelines turn it on; it searches for the fastest
+    algorithms at every new input size, test images come in many sizes, and the search would be timed as the
+    network's latency."""
+    previous = torch.backends.cudnn.benchmark
+    torch.backends.cudnn.benchmark = False
+    try:
+        yield
+    finally:
+        torch.backends.cudnn.benchmark = previous
 
 
 def _sync(device: torch.device) -> None:
@@ -62,7 +81,25 @@ class AdaFormerModel(SRModel):
         self._records: List[Dict] = []  # per-image test records of the current validation (or direct test calls)
         self._test_dtype = parse_dtype((opt.get('val') or {}).get('dtype', 'float32'))
         self._cast_net: Optional[torch.nn.Module] = None  # the tested network in val.dtype, during one validation
+        self._cuda_started = False  # a first, untimed test forward has run on the GPU
         super().__init__(opt)
+
+    def model_to_device(self, net: torch.nn.Module) -> torch.nn.Module:
+        """BaseModel's, with two changes for training on several devices:
+
+        * ``train.estimator_only: true`` freezes everything but the confidence estimator *before* the network is
+          wrapped: DDP registers the parameters that need gradients when it is built, and would wait for the frozen
+          ones forever (an error at the second iteration);
+        * several GPUs without a launcher: :class:`AuxDataParallel` instead of ``DataParallel`` (AdaFormer's training
+          forward returns an aux dict that plain DataParallel cannot gather).
+        """
+        if self.is_train and self.opt['train'].get('estimator_only') is True:
+            estimator = _estimator_parameters(net)
+            for p in net.parameters() if estimator else ():
+                p.requires_grad_(id(p) in estimator)
+        if not self.opt['dist'] and self.opt['num_gpu'] > 1:
+            return AuxDataParallel(net.to(self.device))
+        return super().model_to_device(net)
 
     def init_training_settings(self) -> None:
         train_opt = self.opt['train']
@@ -85,8 +122,7 @@ class AdaFormerModel(SRModel):
         if mult == 1 and not estimator_only:
             super().setup_optimizers()
             return
-        estimator = {id(p) for m in self.get_bare_model(self.net_g).modules() if isinstance(m, ConfidenceEstimator)
-                     for p in m.parameters()}
+        estimator = _estimator_parameters(self.get_bare_model(self.net_g))
         option = 'estimator_only' if estimator_only else 'estimator_lr_mult'
         if not estimator:
             raise ValueError(f'train.{option} needs network_g type AdaFormer (it has no confidence estimator)')
@@ -94,12 +130,9 @@ class AdaFormerModel(SRModel):
             raise ValueError('train.estimator_only trains the confidence estimator with L_USL: add uncertainty_opt')
         optim_opt = dict(train_opt['optim_g'])
         optim_type = optim_opt.pop('type')
-        params = [p for p in self.net_g.parameters() if p.requires_grad]
+        params = [p for p in self.net_g.parameters() if p.requires_grad]  # estimator_only: frozen in model_to_device
         groups = [{'params': [p for p in params if id(p) in estimator], 'lr': optim_opt['lr'] * mult}]
-        if estimator_only:
-            for p in params:
-                p.requires_grad_(id(p) in estimator)
-        else:
+        if not estimator_only:
             groups.insert(0, {'params': [p for p in params if id(p) not in estimator]})
         self.optimizer_g = self.get_optimizer(optim_type, groups, **optim_opt)
         self.optimizers.append(self.optimizer_g)
@@ -160,15 +193,21 @@ class AdaFormerModel(SRModel):
         bare.eval()
         net.eval()
         tile = self.opt.get('tile')
-        with torch.no_grad():
+
+        def forward() -> Tuple[Tensor, Optional[Dict]]:
+            if tile:
+                return self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
+            if isinstance(net, AdaFormer):
+                return forward_in_own_dtype(net, self.lq, return_aux=True)
+            return self._padded_forward(net, self.lq), None
+
+        with torch.no_grad(), _no_cudnn_autotuning():
+            if self.device.type == 'cuda' and not self._cuda_started:
+                forward()  # untimed: CUDA starts its libraries lazily, at the first forward of the process
+                self._cuda_started = True
             _sync(self.device)
             start = time.perf_counter()
-            if tile:
-                self.output, aux = self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
-            elif isinstance(net, AdaFormer):
-                self.output, aux = forward_in_own_dtype(net, self.lq, return_aux=True)
-            else:
-                self.output, aux = self._padded_forward(net, self.lq), None
+            self.output, aux = forward()
             _sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
