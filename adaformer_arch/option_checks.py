@@ -4,7 +4,15 @@ BasicSR reports most option mistakes late (after the data sets are loaded, or at
 traceback, or not at all (a misspelled optional key is silently ignored). These checks find, all at once:
 
 * arguments of ``network_*`` and of the losses ``train.*_opt`` that their constructors do not take (compared with
-  the signature, with the closest name suggested) and required arguments that are missing;
+  the signature, with the closest name suggested), required arguments that are missing, and values of the wrong
+  type where the constructor is annotated ``bool``/``int``/``float``/``str`` (``early_exit: 'false'`` would be
+  true); then ``network_g`` is built, so its own value checks (``halt_eps: 1.5``) run before anything else;
+* options only AdaFormerModel reads (``tile``, ``val.dtype``, ``train.uncertainty_opt``, ...) under another
+  ``model_type``, which would ignore them;
+* for training: an optimiser or scheduler basicsr 1.4.2 does not build, a learning rate or ``total_iter`` that is
+  not a number, batch options that are not integers, a ``gt_size`` that is not a multiple of the scale;
+* data set and metric ``type``s that are not registered, a ``PairedImageDataset`` without its folders, and
+  ``num_gpu`` above 0 on a machine without CUDA;
 * for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
@@ -34,7 +42,7 @@ from PIL import Image
 
 from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_lmdb,
                                     paired_paths_from_meta_info_file)
-from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
+from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
 from .utils.precision import check_device, parse_autocast, parse_dtype
 from .utils.weights import WeightsError, load_state_dict, mismatches
@@ -86,6 +94,9 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
             exit_with_errors(_option_file(), [f'not valid YAML: {err}'])
         except KeyError as err:  # parse_options indexes the options every file must have
             exit_with_errors(_option_file(), [f'the required option {err} is missing'])
+        except (AttributeError, TypeError) as err:  # e.g. "datasets: [...]": parse_options walks them as mappings
+            exit_with_errors(_option_file(), [f'a block is not laid out as BasicSR expects ({err}); "datasets" is a '
+                                              'mapping of data sets, each a mapping of options'])
         try:
             warnings = check_options(opt)
         except OptionError as err:
@@ -115,6 +126,8 @@ def check_options(opt: Dict) -> List[str]:
     for key, cfg in opt.items():
         if key.startswith('network_') and isinstance(cfg, dict):
             problems += _check_constructor(key, cfg, ARCH_REGISTRY, 'network')
+        elif key.startswith('network_'):
+            problems.append(f'{key}: expected a block like "{key}: {{type: AdaFormer, upscale: 4}}", got {cfg!r}')
     for key, cfg in (opt.get('train') or {}).items():
         if key.endswith('_opt') and isinstance(cfg, dict) and 'type' in cfg:
             problems += _check_constructor(f'train.{key}', cfg, LOSS_REGISTRY, 'loss')
@@ -129,11 +142,17 @@ def check_options(opt: Dict) -> List[str]:
                 else:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
-    problems += _check_scale(opt) + _check_unused_estimator(opt)
+    problems += _check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt)
     if opt.get('model_type') == 'AdaFormerModel':
         problems += _check_tile(opt) + _check_precision(opt)
-    if not problems:  # the network can be built
-        problems += _check_pretrained(opt)
+    else:
+        problems += _check_model_only_options(opt)
+    if opt.get('is_train', True):
+        problems += _check_training(opt)
+    problems += _check_metrics(opt)
+    if not problems and isinstance(opt.get('network_g'), dict):  # names and types fit: build it
+        network, build_problems = _build_network_g(opt['network_g'])
+        problems += build_problems or _check_pretrained(opt, network)
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
         problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
                         '(or a text appended to the image names).')
@@ -161,16 +180,60 @@ def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[
         f'{where}: {name} needs the argument {n!r}; add it' for n, p in params.items()
         if p.default is inspect.Parameter.empty and p.kind is not inspect.Parameter.VAR_POSITIONAL and n not in cfg
     ]
+    problems += [f'{where}.{key}: {name} takes {SIMPLE_TYPES[params[key].annotation]} for {key}, got {value!r}'
+                 f'{_unquote_hint(value, params[key].annotation)}' for key, value in cfg.items()
+                 if key in params and not _fits(value, params[key])]
     return problems
 
 
-def _check_pretrained(opt: Dict) -> List[str]:
+# annotations of constructor arguments that are checked against the option's value (YAML gives these types)
+SIMPLE_TYPES = {bool: 'true or false', int: 'an integer', float: 'a number', str: 'a string'}
+
+
+def _fits(value: Any, param: inspect.Parameter) -> bool:
+    """``value`` suits the argument's annotation (only bool, int, float and str are checked; a None default also
+    takes None)."""
+    kind = param.annotation
+    if kind not in SIMPLE_TYPES or (value is None and param.default is None):
+        return True
+    if kind is float:
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _unquote_hint(value: Any, kind: Any) -> str:
+    """' (remove the quotes)' where a quoted YAML value would have the right type without them ('false', '64')."""
+    if not isinstance(value, str):
+        return ''
+    try:
+        unquoted = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return ''
+    fits = _fits(unquoted, inspect.Parameter('x', inspect.Parameter.KEYWORD_ONLY, annotation=kind))
+    return ' (remove the quotes)' if fits and not isinstance(unquoted, str) else ''
+
+
+def _build_network_g(cfg: Dict) -> Tuple[Optional[torch.nn.Module], List[str]]:
+    """``network_g`` built from the registry's class (its own value checks: ``halt_eps: 1.5``, ...) -> the network,
+    or None and why it cannot be built."""
+    # the registry's class directly: basicsr.archs.build_network would log, and a root logger created before
+    # BasicSR's pipeline creates it with the log file would leave the run without its log file
+    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
+    try:
+        return ARCH_REGISTRY.get(cfg['type'])(**kwargs), []
+    except Exception as err:  # whatever the constructor raises, the run could not start
+        return None, [f'network_g: {cfg["type"]} cannot be built from these arguments: {type(err).__name__}: {err}']
+
+
+def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
     """``path.pretrain_network_g`` exists, loads as plain weights and, with ``strict_load_g`` (BasicSR's default),
-    fits ``network_g``."""
+    fits ``network`` (built from ``network_g``)."""
     path_opt = opt.get('path') or {}
-    weights, cfg = path_opt.get('pretrain_network_g'), opt.get('network_g')
-    if not weights or not isinstance(cfg, dict):
+    weights = path_opt.get('pretrain_network_g')
+    if not weights:
         return []
+    if osp.isdir(weights):
+        return [f'path.pretrain_network_g: {weights} is a folder; give the weights file in it (a .pth).']
     if not osp.isfile(weights):
         return [f'path.pretrain_network_g: {weights} does not exist (relative paths start from the working directory '
                 f'{os.getcwd()}). Fix the path, or set it to ~ to start from random weights.']
@@ -180,10 +243,7 @@ def _check_pretrained(opt: Dict) -> List[str]:
         return [f'path.pretrain_network_g: {err}']
     if not path_opt.get('strict_load_g', True):
         return []
-    # the registry's class directly: basicsr.archs.build_network would log, and a root logger created before
-    # BasicSR's pipeline creates it with the log file would leave the run without its log file
-    kwargs = {k: v for k, v in cfg.items() if k != 'type'}
-    lines = mismatches(ARCH_REGISTRY.get(cfg['type'])(**kwargs), state)
+    lines = mismatches(network, state)
     if not lines:
         return []
     return [f'path.pretrain_network_g: {weights} does not fit network_g (strict_load_g is true):\n    '
@@ -262,7 +322,95 @@ def _network_argument(opt: Dict, name: str) -> Any:
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
+# options only AdaFormerModel reads; BasicSR's models (SRModel, ...) ignore them without a word
+ADAFORMER_MODEL_OPTIONS = (('tile',), ('val', 'dtype'), ('val', 'save_halting_maps'), ('train', 'uncertainty_opt'),
+                           ('train', 'estimator_lr_mult'), ('train', 'estimator_only'), ('train', 'autocast'))
+SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
+OPTIMIZERS = ('Adam',)  # BaseModel.get_optimizer of basicsr 1.4.2 builds Adam only
+
+
+def _check_model_only_options(opt: Dict) -> List[str]:
+    """Options of AdaFormerModel given to another ``model_type``, which would silently ignore them."""
+    problems = []
+    for keys in ADAFORMER_MODEL_OPTIONS:
+        block = opt
+        for key in keys[:-1]:
+            block = block.get(key) if isinstance(block.get(key), dict) else {}
+        if keys[-1] in block:
+            name = '.'.join(keys)
+            problems.append(f'{name} is read by AdaFormerModel only; model_type {opt.get("model_type")} would '
+                            f'ignore it. Set "model_type: AdaFormerModel" or remove {name}.')
+    return problems
+
+
+def _check_device(opt: Dict) -> List[str]:
+    """A GPU count on a machine without CUDA (``num_gpu: auto`` gives 0 there)."""
+    num_gpu = opt.get('num_gpu', 0)
+    if is_integer(num_gpu, 1) and not torch.cuda.is_available():
+        return [f'num_gpu is {num_gpu} but PyTorch finds no CUDA GPU on this machine: set "num_gpu: 0" (CPU) or '
+                '"num_gpu: auto" (the GPUs there are).']
+    return []
+
+
+def _check_training(opt: Dict) -> List[str]:
+    """The ``train`` block and the training data set's batch options, which BasicSR would only trip over after the
+    experiment folder exists (a rerun without ``--auto_resume`` moves the previous one aside first)."""
+    train = opt.get('train') or {}
+    problems = []
+    optim = train.get('optim_g')
+    if isinstance(optim, dict):
+        if optim.get('type') not in OPTIMIZERS:
+            problems.append(f'train.optim_g.type: basicsr 1.4.2 builds only {", ".join(OPTIMIZERS)}, got '
+                            f'{optim.get("type")!r}')
+        if not _fits(optim.get('lr'), inspect.Parameter('lr', inspect.Parameter.KEYWORD_ONLY, annotation=float)) \
+                or not optim.get('lr', 0) > 0:
+            problems.append(f'train.optim_g.lr: must be a number > 0, got {optim.get("lr")!r}'
+                            f'{_unquote_hint(optim.get("lr"), float)}')
+    scheduler = train.get('scheduler')
+    if isinstance(scheduler, dict) and scheduler.get('type') not in SCHEDULERS:
+        problems.append(f'train.scheduler.type: basicsr 1.4.2 has {", ".join(SCHEDULERS)}, got '
+                        f'{scheduler.get("type")!r}{closest(str(scheduler.get("type")), SCHEDULERS)}')
+    if 'total_iter' in train and not is_integer(train['total_iter'], 1):
+        problems.append(f'train.total_iter: must be an integer >= 1, got {train["total_iter"]!r}')
+    if opt.get('model_type') == 'AdaFormerModel':
+        if train.get('estimator_only') is True and not train.get('uncertainty_opt'):
+            problems.append('train.estimator_only trains the confidence estimator with L_USL: add '
+                            'train.uncertainty_opt')
+        mult = train.get('estimator_lr_mult', 1)
+        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+            problems.append(f'train.estimator_lr_mult: must be a number > 0, got {mult!r}')
+    scale = opt.get('scale')
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if not phase.startswith('train') or not isinstance(dataset, dict):
+            continue
+        for key, minimum in (('batch_size_per_gpu', 1), ('num_worker_per_gpu', 0)):
+            if key in dataset and not is_integer(dataset[key], minimum):
+                problems.append(f'datasets.{phase}.{key}: must be an integer >= {minimum}, got {dataset[key]!r}')
+        gt_size = dataset.get('gt_size')
+        if gt_size is not None and (not is_integer(gt_size, 1) or (is_integer(scale, 1) and gt_size % scale)):
+            hint = f' (e.g. {gt_size // scale * scale})' if is_integer(gt_size, 1) and is_integer(scale, 1) else ''
+            problems.append(f'datasets.{phase}.gt_size: the HR patch must be a positive multiple of scale {scale} '
+                            f'(its LR patch is gt_size / scale pixels), got {gt_size!r}{hint}')
+    return problems
+
+
+def _check_metrics(opt: Dict) -> List[str]:
+    """``val.metrics``: each a block whose ``type`` is a metric BasicSR has (else it fails after the first image)."""
+    metrics = (opt.get('val') or {}).get('metrics') or {}
+    if not isinstance(metrics, dict):
+        return [f'val.metrics: expected a block like "metrics: {{psnr: {{type: calculate_psnr, crop_border: 4}}}}", '
+                f'got {metrics!r}']
+    problems = []
+    for name, cfg in metrics.items():
+        kind = cfg.get('type') if isinstance(cfg, dict) else None
+        if kind not in METRIC_REGISTRY:
+            problems.append(f'val.metrics.{name}.type: no metric named {kind!r}{closest(str(kind), METRIC_REGISTRY.keys())}')
+    return problems
+
+
 def _check_scale(opt: Dict) -> List[str]:
+    if 'scale' in opt and not is_integer(opt['scale'], 1):
+        return [f'scale: must be a positive integer, got {opt["scale"]!r}{_unquote_hint(opt["scale"], int)}']
     upscale = _network_argument(opt, 'upscale')
     if upscale is None:
         return []
@@ -276,7 +424,16 @@ def _check_scale(opt: Dict) -> List[str]:
     return []
 
 
-def _check_dataset(where: str, dataset: Dict, scale: Optional[int], is_train: bool = True) -> List[str]:
+def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: bool = True) -> List[str]:
+    if not isinstance(dataset, dict):
+        return [f'{where}: expected a block of data set options (type, dataroot_gt, ...), got {dataset!r}']
+    if dataset.get('type') not in DATASET_REGISTRY:
+        kind = dataset.get('type')
+        return [f'{where}.type: no data set named {kind!r}{closest(str(kind), DATASET_REGISTRY.keys())}']
+    if dataset['type'] == 'PairedImageDataset':
+        missing = [key for key in ('dataroot_gt', 'dataroot_lq') if not dataset.get(key)]
+        if missing:
+            return [f'{where}: PairedImageDataset needs {" and ".join(missing)} (the HR and LR folders); add them']
     problems = []
     for key, value in dataset.items():
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):

@@ -59,7 +59,7 @@ def test_inference_knobs_can_be_set_in_network_g(data):
     assert (net.halt_eps, net.early_exit, net.sparse_compute) == (0.2, False, False)
 
 
-def test_val_dtype_is_checked(data):
+def test_val_dtype_is_checked(data, monkeypatch):
     opt = eval_options(data, None)
     opt['val']['dtype'] = 'bfloat16'
     assert check_options(parsed(opt, is_train=False)) == []
@@ -68,6 +68,7 @@ def test_val_dtype_is_checked(data):
     opt['val']['dtype'], opt['num_gpu'] = 'float16', 0
     assert problems(opt, is_train=False)[0].startswith('val.dtype: float16 is for GPUs')
     opt['num_gpu'] = 1  # what BasicSR's parse_options makes of num_gpu: auto on a GPU machine
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     assert check_options(parsed(opt, is_train=False)) == []
 
 
@@ -270,6 +271,52 @@ def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
     assert len(found) == 2 and 'img0 is 32x32 (HxW) and its LR img0 is 8x8' in found[0]
 
 
+@pytest.mark.parametrize('edit, expected', [
+    (lambda o: o['network_g'].update(halt_eps=1.5),
+     'network_g: AdaFormer cannot be built from these arguments: ValueError: halt_eps must be in [0, 1), got 1.5'),
+    (lambda o: o['network_g'].update(early_exit='false'),
+     "network_g.early_exit: AdaFormer takes true or false for early_exit, got 'false' (remove the quotes)"),
+    (lambda o: o['network_g'].update(embed_dim='64'),
+     "network_g.embed_dim: AdaFormer takes an integer for embed_dim, got '64' (remove the quotes)"),
+    (lambda o: o['network_g'].update(halt_eps='a lot'), "network_g.halt_eps: AdaFormer takes a number for halt_eps, "
+     "got 'a lot'"),
+    (lambda o: o.update(network_g='AdaFormer'), "network_g: expected a block like"),
+    (lambda o: o['train']['optim_g'].update(type='Adamm'), "train.optim_g.type: basicsr 1.4.2 builds only Adam"),
+    (lambda o: o['train']['optim_g'].update(lr='2e-4'), "train.optim_g.lr: must be a number > 0, got '2e-4'"),
+    (lambda o: o['train']['scheduler'].update(type='MultiStepLRR'), 'train.scheduler.type: basicsr 1.4.2 has'),
+    (lambda o: o['train'].update(total_iter='abc'), "train.total_iter: must be an integer >= 1, got 'abc'"),
+    (lambda o: o['train'].update(estimator_lr_mult=0), 'train.estimator_lr_mult: must be a number > 0, got 0'),
+    (lambda o: o['train'].update(estimator_only=True) or o['train'].pop('uncertainty_opt'),
+     'train.estimator_only trains the confidence estimator with L_USL'),
+    (lambda o: o['datasets']['train'].update(gt_size=17),
+     'datasets.train.gt_size: the HR patch must be a positive multiple of scale 2'),
+    (lambda o: o['datasets']['train'].update(batch_size_per_gpu='2'),
+     "datasets.train.batch_size_per_gpu: must be an integer >= 1, got '2'"),
+    (lambda o: o['datasets']['val'].update(type='PairedImageDatset'),
+     "datasets.val.type: no data set named 'PairedImageDatset'; did you mean 'PairedImageDataset'?"),
+    (lambda o: o['datasets']['val'].pop('dataroot_lq'), 'datasets.val: PairedImageDataset needs dataroot_lq'),
+    (lambda o: o['val']['metrics']['psnr'].update(type='calculate_psnrr'),
+     "val.metrics.psnr.type: no metric named 'calculate_psnrr'; did you mean 'calculate_psnr'?"),
+    (lambda o: o.update(scale='2'), "scale: must be a positive integer, got '2' (remove the quotes)"),
+    (lambda o: o.update(num_gpu=1), 'num_gpu is 1 but PyTorch finds no CUDA GPU on this machine'),
+    (lambda o: o.update(model_type='SRModel'),
+     'train.uncertainty_opt is read by AdaFormerModel only; model_type SRModel would ignore it'),
+])
+def test_values_that_would_fail_after_the_start_are_option_errors(data, monkeypatch, edit, expected):
+    """Values BasicSR (or the network) would refuse only once the experiment folder exists, or silently ignore."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    opt = train_options(data)
+    edit(opt)
+    found = problems(opt)
+    assert any(p.startswith(expected) for p in found), found
+
+
+def test_pretrained_weights_given_as_a_folder(data, tmp_path):
+    opt = eval_options(data, str(tmp_path))
+    assert problems(opt, is_train=False) == [f'path.pretrain_network_g: {tmp_path} is a folder; give the weights '
+                                             'file in it (a .pth).']
+
+
 def test_test_options_with_save_img_need_a_suffix(data):
     opt = eval_options(data, None)
     del opt['val']['suffix']
@@ -298,18 +345,27 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
     bad_test['scale'] = 4
     no_datasets = train_options(data)
     del no_datasets['datasets']
+    list_datasets = dict(train_options(data), datasets=[1])
+    bad_value = train_options(data)
+    bad_value['network_g']['halt_eps'] = 1.5
     runs = [  # side by side: each start-up takes seconds
         _run(['train', '-opt', str(write_yaml(tmp_path / 'train.yml', bad_train))], tmp_path),
         _run(['test', '-opt', str(write_yaml(tmp_path / 'test.yml', bad_test))], tmp_path),
         _run(['train', '-opt', str(write_yaml(tmp_path / 'none.yml', no_datasets))], tmp_path),
+        _run(['train', '-opt', str(write_yaml(tmp_path / 'list.yml', list_datasets))], tmp_path),
+        _run(['train', '-opt', str(write_yaml(tmp_path / 'value.yml', bad_value))], tmp_path),
     ]
-    (train_out, train_err), (test_out, test_err), (_, none_err) = (run.communicate(timeout=300) for run in runs)
-    assert [run.returncode for run in runs] == [2, 2, 2]
+    (train_out, train_err), (test_out, test_err), (_, none_err), (_, list_err), (_, value_err) = (
+        run.communicate(timeout=300) for run in runs)
+    assert [run.returncode for run in runs] == [2, 2, 2, 2, 2]
+    assert list_err.startswith(f'basicsr: error: {tmp_path}/list.yml: a block is not laid out as BasicSR expects')
+    assert value_err.startswith(f'basicsr: error: {tmp_path}/value.yml: network_g: AdaFormer cannot be built from '
+                                'these arguments: ValueError: halt_eps must be in [0, 1), got 1.5')
     assert train_err.startswith(f'basicsr: error: {tmp_path}/train.yml has 2 problems:\n  network_g.embed_dimm:')
     assert 'datasets.train.dataroot_gt: nowhere does not exist' in train_err
     assert test_err.startswith(f'basicsr: error: {tmp_path}/test.yml has 2 problems:\n  scale is 4 but '
                                'network_g.upscale is 2')
     assert 'datasets.test_1: 4 of 4 HR/LR pairs do not fit scale 4' in test_err  # the data are x2
     assert none_err.startswith(f"basicsr: error: {tmp_path}/none.yml: the required option 'datasets' is missing")
-    assert 'Traceback' not in train_err + test_err + none_err
+    assert 'Traceback' not in train_err + test_err + none_err + list_err + value_err
     assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'results').exists()
