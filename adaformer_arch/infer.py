@@ -37,6 +37,7 @@ import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFor
 from basicsr.utils import img2tensor, scandir, tensor2img
 
 from .archs.adaformer_arch import AdaFormer
+from .option_checks import positive_int
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
@@ -70,7 +71,7 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                           f'path.pretrain_network_g of --opt, else {DEFAULT_WEIGHTS} (x4)')
     parser.add_argument('--opt', help='BasicSR option file whose network_g (type AdaFormer) defines the network; '
                                       'default: AdaFormer(upscale=SCALE) with its default width/depth')
-    parser.add_argument('--scale', type=int, help=f'upscaling factor (default: network_g.upscale of --opt, else '
+    parser.add_argument('--scale', type=positive_int, help=f'upscaling factor (default: network_g.upscale of --opt, else '
                                                   f'{DEFAULT_SCALE})')
     parser.add_argument('--halt-eps', type=float, help='halting threshold epsilon_h in [0, 1) (default: the '
                                                        "network's, 0.05); larger = more tokens exit early")
@@ -264,7 +265,10 @@ def run(args: argparse.Namespace) -> List[Failure]:
     if ignored:
         print(f'ignoring {len(ignored)} file(s) without an image extension in {args.input}: {", ".join(ignored)}',
               file=sys.stderr)
-    os.makedirs(args.output, exist_ok=True)
+    try:
+        os.makedirs(args.output, exist_ok=True)
+    except OSError as err:
+        raise InferError(f'cannot create the output folder {args.output}: {err.strerror}; choose another -o') from None
     failures: List[Failure] = []
     taken: Dict[str, str] = {}
     for path in tqdm(files, desc='basicsr infer', unit='img', disable=None):

@@ -26,6 +26,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
   read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
 """
+import argparse
 import difflib
 import functools
 import inspect
@@ -44,6 +45,7 @@ from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_
                                     paired_paths_from_meta_info_file)
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
+from .utils.atomic_io import folder_problem
 from .utils.precision import check_device, parse_autocast, parse_dtype
 from .utils.weights import WeightsError, load_state_dict, mismatches
 
@@ -69,6 +71,17 @@ class OptionError(ValueError):
 def is_integer(value: Any, minimum: int) -> bool:
     """``value`` is an int of at least ``minimum`` (not a bool, which Python counts as an int: YAML's ``true``)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the command-line front ends: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text!r}')
+    return value
 
 
 def exit_with_errors(source: str, problems: List[str]) -> NoReturn:
@@ -142,7 +155,7 @@ def check_options(opt: Dict) -> List[str]:
                 else:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
-    problems += _check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt)
+    problems += _check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt) + _check_output_folder(opt)
     if opt.get('model_type') == 'AdaFormerModel':
         problems += _check_tile(opt) + _check_precision(opt)
     else:
@@ -341,6 +354,15 @@ def _check_model_only_options(opt: Dict) -> List[str]:
             problems.append(f'{name} is read by AdaFormerModel only; model_type {opt.get("model_type")} would '
                             f'ignore it. Set "model_type: AdaFormerModel" or remove {name}.')
     return problems
+
+
+def _check_output_folder(opt: Dict) -> List[str]:
+    """The folder BasicSR will create for the run (``experiments/<name>`` or ``results/<name>``) can be created."""
+    key = 'experiments_root' if opt.get('is_train', True) else 'results_root'
+    folder = (opt.get('path') or {}).get(key)
+    problem = folder_problem(folder) if isinstance(folder, str) else ''
+    return [f'the output folder {folder} cannot be created ({problem}); run from another working directory or '
+            'rename the file in the way'] if problem else []
 
 
 def _check_device(opt: Dict) -> List[str]:

@@ -272,3 +272,42 @@ def test_out_of_memory_is_reported_per_image_and_other_errors_are_not(monkeypatc
     monkeypatch.setattr(infer, 'process', failing(lost))
     with pytest.raises(RuntimeError, match='illegal memory access'):
         infer.try_process('a.png', None, None, torch.device('cpu'), None, 0, 'a')
+
+
+def test_option_file_asking_for_params_ema_falls_back_to_params(tmp_path, capsys):
+    """As BasicSR's load_network: param_key_g params_ema and a file with 'params' only (the shipped weights) loads
+    'params' (basicsr test does so; basicsr infer --opt used to refuse)."""
+    net = tiny_net(seed=2)
+    weights = tmp_path / 'params_only.pth'
+    torch.save({'params': net.state_dict()}, weights)
+    opt = write_yaml(tmp_path / 'tiny.yml', {'network_g': dict(TINY_NET), 'path': {
+        'pretrain_network_g': str(weights), 'param_key_g': 'params_ema'}})
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt], capsys)
+    assert code == 0, err
+    with torch.no_grad():
+        expected = net(torch.from_numpy(cv2.imread(str(tmp_path / 'img.png'))[:, :, ::-1].copy()).permute(2, 0, 1)
+                       .float().div(255).unsqueeze(0))
+    got = cv2.imread(str(tmp_path / 'out' / f'img_x{SCALE}.png'))[:, :, ::-1]
+    assert np.abs(got.astype(int) - np.round(expected[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255)).max() <= 1
+
+
+@pytest.mark.parametrize('args, message', [
+    (['--scale', '0'], "argument --scale: must be a positive integer, got '0'"),
+    (['--scale', '-2'], "argument --scale: must be a positive integer, got '-2'"),
+])
+def test_bad_scale_is_an_argument_error(tmp_path, capsys, args, message):
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', *args], capsys)
+    assert code == 2 and message in err
+
+
+def test_unusable_output_folder_and_a_weights_file_that_is_an_image(model, tmp_path, capsys):
+    opt, weights, _ = model
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    (tmp_path / 'afile').write_text('x')
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'afile', '--opt', opt, '--weights',
+                              weights], capsys)
+    assert code == 2 and f'cannot create the output folder {tmp_path / "afile"}' in err and 'Traceback' not in err
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
+                              tmp_path / 'img.png'], capsys)
+    assert code == 2 and 'cannot read' in err and 'as a PyTorch weights file' in err and 'run code' not in err

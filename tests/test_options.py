@@ -311,6 +311,15 @@ def test_values_that_would_fail_after_the_start_are_option_errors(data, monkeypa
     assert any(p.startswith(expected) for p in found), found
 
 
+def test_output_folder_blocked_by_a_file(data, tmp_path):
+    (tmp_path / 'results').write_text('not a folder')
+    opt = eval_options(data, None)
+    opt['path']['results_root'] = str(tmp_path / 'results' / opt['name'])  # as parse_options sets it
+    assert problems(opt, is_train=False) == [
+        f'the output folder {tmp_path}/results/tiny_test cannot be created ({tmp_path}/results is a file); run from '
+        'another working directory or rename the file in the way']
+
+
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):
     opt = eval_options(data, str(tmp_path))
     assert problems(opt, is_train=False) == [f'path.pretrain_network_g: {tmp_path} is a folder; give the weights '

@@ -129,6 +129,15 @@ def test_missing_folder_exits_2_naming_it_without_traceback(tmp_path):
     assert 'Traceback' not in proc.stderr
 
 
+def test_out_folder_that_cannot_be_created_exits_2(tmp_path, capsys):
+    write(tmp_path / 'Set' / 'HR' / 'a.png', smooth_image(42, 42))
+    (tmp_path / 'afile').write_text('x')
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(['benchmark', '--hr', str(tmp_path / 'Set' / 'HR'), '--out', str(tmp_path / 'afile' / 'out')])
+    assert exit_info.value.code == 2
+    assert f"--out folder '{tmp_path / 'afile' / 'out'}' cannot be created" in capsys.readouterr().err
+
+
 def test_benchmark_refuses_to_write_over_its_input(tmp_path, capsys):
     write(tmp_path / 'Set' / 'HR' / 'a.png', smooth_image(42, 42))
     with pytest.raises(SystemExit) as exit_info:

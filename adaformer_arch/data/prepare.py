@@ -20,14 +20,9 @@ from typing import List, Optional
 from .benchmark import prepare_benchmark
 from .div2k import prepare_div2k
 from .div8k import prepare_div8k
+from ..option_checks import positive_int
+from ..utils.atomic_io import folder_problem
 from .jobs import InputError
-
-
-def _positive(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be at least 1, got {value}')
-    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -36,18 +31,18 @@ def build_parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
     common.add_argument('--hr', required=True, help='folder of HR input images')
     common.add_argument('--out', required=True, help='output folder (created if needed)')
-    common.add_argument('--workers', type=_positive, default=min(8, os.cpu_count() or 1),
+    common.add_argument('--workers', type=positive_int, default=min(8, os.cpu_count() or 1),
                         help='worker processes (default: min(8, CPU cores))')
     sub = parser.add_subparsers(dest='command', required=True, metavar='{div2k,div8k,benchmark}')
 
     div2k = sub.add_parser('div2k', parents=[common], help='DIV2K: mod-crop, bicubic LR, sub-images, LMDB',
                            description='DIV2K HR -> HR (mod lcm(scales)), MATLAB bicubic LR, and for --split train '
                            '480x480 sub-images every 240 px (BasicSR recipe) and optionally LMDB.')
-    div2k.add_argument('--scales', type=_positive, nargs='+', default=[2, 3, 4], help='LR scales (default: 2 3 4)')
+    div2k.add_argument('--scales', type=positive_int, nargs='+', default=[2, 3, 4], help='LR scales (default: 2 3 4)')
     div2k.add_argument('--split', choices=['train', 'valid'], default='train',
                        help='train: 0001-0800 with sub-images; valid: 0801-0900, whole images only')
-    div2k.add_argument('--crop-size', type=_positive, default=480, help='HR sub-image size (default: 480)')
-    div2k.add_argument('--step', type=_positive, default=240, help='HR sub-image step (default: 240)')
+    div2k.add_argument('--crop-size', type=positive_int, default=480, help='HR sub-image size (default: 480)')
+    div2k.add_argument('--step', type=positive_int, default=240, help='HR sub-image step (default: 240)')
     div2k.add_argument('--lmdb', action='store_true', help='also build LMDB databases of the sub-images')
 
     div8k = sub.add_parser('div8k', parents=[common], help='Test2K/4K/8K from DIV8K 1201-1500 (ClassSR protocol)',
@@ -57,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench = sub.add_parser('benchmark', parents=[common], help='any HR folder -> HR (mod-scale) + bicubic LR',
                            description='Writes OUT/HR (mod-scale crop) and OUT/LR_bicubic/X{scale} with the same '
                            'PNG names; LR computed by MATLAB bicubic, or taken from --lr-dir.')
-    bench.add_argument('--scale', type=_positive, default=4, help='downscaling factor (default: 4)')
+    bench.add_argument('--scale', type=positive_int, default=4, help='downscaling factor (default: 4)')
     bench.add_argument('--lr-dir', help='official LR images of the set, paired with the HR images by sorted name '
                        '(e.g. SelfExSR img_001_SRF_4_LR.png); their size x scale must equal the cropped HR')
     bench.add_argument('--min-size', type=int, default=0,
@@ -85,6 +80,9 @@ def main(argv: Optional[List[str]] = None) -> None:
         folder = getattr(args, option, None)
         if folder is not None and not os.path.isdir(folder):
             args.subparser.error(f"--{option.replace('_', '-')} folder '{folder}' does not exist (or is not a folder)")
+    problem = folder_problem(args.out)
+    if problem:
+        args.subparser.error(f"--out folder '{args.out}' cannot be created ({problem}); choose another --out")
     try:
         run(args)
     except InputError as err:

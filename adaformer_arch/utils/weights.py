@@ -21,15 +21,21 @@ class WeightsMismatchError(WeightsError):
 
 
 def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Tensor]:
-    """The state dict in a BasicSR weights file: ``param_key`` if given, else ``params_ema``, else ``params``, else
-    the file itself; a ``module.`` prefix (DataParallel) is removed."""
+    """The state dict in a BasicSR weights file: ``param_key`` if given (``params`` where the file has no
+    ``param_key`` but ``params``, as BasicSR's ``load_network`` does), else ``params_ema``, else ``params``, else the
+    file itself; a ``module.`` prefix (DataParallel) is removed."""
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except FileNotFoundError:
         raise WeightsError(f'weights file {path} not found') from None
     except pickle.UnpicklingError as err:
         blocked = [line.strip() for line in str(err).splitlines() if 'GLOBAL' in line]
-        detail = f' ({blocked[0]})' if blocked else ''
+        if not blocked:  # not a pickle of objects at all: an image, a text file, a truncated file...
+            reason = next((line.strip() for line in str(err).splitlines() if line.strip().startswith('Unsupported')),
+                          str(err).splitlines()[0])
+            raise WeightsError(f'cannot read {path} as a PyTorch weights file ({reason}); give a .pth written by '
+                               'torch.save') from None
+        detail = f' ({blocked[0]})'
         raise WeightsError(
             f'refusing to load {path}: it holds pickled objects other than tensors, which could run code when '
             f'loaded{detail}. Only plain weight files are loaded; re-save the weights as tensors only, e.g. '
@@ -39,6 +45,8 @@ def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Ten
                            f'{type(err).__name__}: {err})') from None
     if not isinstance(state, dict):
         raise WeightsError(f'{path} holds a {type(state).__name__}, not a dict of weights')
+    if param_key is not None and param_key not in state and 'params' in state:
+        param_key = 'params'
     if param_key is not None:
         if param_key not in state:
             raise WeightsError(f'{path} has no {param_key!r} entry (it has: {", ".join(map(str, sorted(state)))})')
