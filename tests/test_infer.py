@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 
 from adaformer_arch import infer
 from adaformer_arch.archs.adaformer_arch import AdaFormer
@@ -113,9 +114,26 @@ def test_read_image_modes(tmp_path):
     img, info = read_image(str(tmp_path / 'deep.png'))
     assert img.shape == (2, 2, 3) and img.dtype == np.float32 and (info.mode, info.bit_depth) == ('grey', 16)
     assert np.allclose(img[:, :, 0], deep / 65535.0) and np.array_equal(img[:, :, 0], img[:, :, 2])
-    cv2.imwrite(str(tmp_path / 'rgba.png'), np.full((3, 4, 4), 51, np.uint8))
+    cv2.imwrite(str(tmp_path / 'rgba.png'), np.dstack([np.full((3, 4), v, np.uint8) for v in (10, 20, 30, 51)]))
     img, info = read_image(str(tmp_path / 'rgba.png'))
     assert img.shape == (3, 4, 3) and info.mode == 'rgba' and np.allclose(info.alpha, 0.2)
+
+
+def test_grey_with_alpha_stays_grey_with_alpha(model, tmp_path, capsys):
+    """A grey+alpha PNG (OpenCV decodes it as BGRA with equal colour channels) comes out grey with its alpha, not
+    as colour: the network's three output channels differ a little, and are made one grey again."""
+    opt, weights, _ = model
+    grey, alpha = smooth_image(12, 16, channels=1, seed=9), np.tile(np.linspace(0, 255, 16), (12, 1)).astype(np.uint8)
+    Image.fromarray(np.dstack([grey, alpha]), mode='LA').save(tmp_path / 'la.png')
+    img, info = read_image(str(tmp_path / 'la.png'))
+    assert info.mode == 'grey_alpha' and info.alpha is not None
+    code, _, err = run_infer(['-i', tmp_path / 'la.png', '-o', tmp_path / 'out', '--opt', opt, '--weights', weights],
+                             capsys)
+    assert code == 0, err
+    sr = cv2.imread(str(tmp_path / 'out' / f'la_x{SCALE}.png'), cv2.IMREAD_UNCHANGED)
+    assert sr.shape == (12 * SCALE, 16 * SCALE, 4)
+    assert np.array_equal(sr[:, :, 0], sr[:, :, 1]) and np.array_equal(sr[:, :, 1], sr[:, :, 2])
+    assert np.abs(sr[:, :, 3].astype(int) - cv2.resize(alpha, (16 * SCALE, 12 * SCALE))).max() <= 16
 
 
 def test_output_is_the_network_of_params_ema_and_tiling_matches_whole_image(model, tmp_path, capsys):

@@ -44,9 +44,9 @@ def read_image(path: str) -> Tuple[np.ndarray, List[str]]:
     notes = []
     if info.bit_depth == 16:
         notes.append('16-bit converted to 8-bit')
-    if info.mode == 'grey':
+    if info.mode in ('grey', 'grey_alpha'):
         notes.append('greyscale converted to 3 channels')
-    if info.mode == 'rgba':
+    if info.alpha is not None:
         notes.append('alpha channel dropped')
     return np.round(img * 255.0).astype(np.uint8), notes
 

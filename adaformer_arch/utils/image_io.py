@@ -35,9 +35,10 @@ class ImageReadError(Exception):
 class ImageInfo:
     """What the input file was, so the output can be written the same way.
 
-    mode: 'grey', 'rgb' or 'rgba' (grey+alpha files decode as 'rgba').
+    mode: 'grey', 'rgb', 'rgba', or 'grey_alpha' (a four-channel decode whose colour channels are equal: a grey+alpha
+        file, which OpenCV decodes as BGRA).
     bit_depth: 8 or 16.
-    alpha: (H, W) float32 in [0, 1] for 'rgba' inputs, else None.
+    alpha: (H, W) float32 in [0, 1] for 'rgba' and 'grey_alpha' inputs, else None.
     """
     mode: str
     bit_depth: int
@@ -116,17 +117,23 @@ def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
     if img.ndim == 2:
         return np.ascontiguousarray(np.repeat(img[:, :, None], 3, axis=2)), ImageInfo('grey', bit_depth)
     if img.shape[2] == 4:
-        return np.ascontiguousarray(img[:, :, :3]), ImageInfo('rgba', bit_depth, np.ascontiguousarray(img[:, :, 3]))
+        colour, alpha = np.ascontiguousarray(img[:, :, :3]), np.ascontiguousarray(img[:, :, 3])
+        grey = np.array_equal(colour[:, :, 0], colour[:, :, 1]) and np.array_equal(colour[:, :, 1], colour[:, :, 2])
+        return colour, ImageInfo('grey_alpha' if grey else 'rgba', bit_depth, alpha)
     if img.shape[2] == 3:
         return img, ImageInfo('rgb', bit_depth)
     raise ImageReadError(path, f'unsupported number of channels {img.shape[2]} (expected 1, 3 or 4)')
 
 
 def _restore_mode(img: np.ndarray, info: ImageInfo) -> np.ndarray:
-    """(H, W, 3) float BGR -> (H, W) grey, (H, W, 4) BGRA with the alpha resized to (H, W) bicubically, or as is."""
-    if info.mode == 'grey':
-        return cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
-    if info.mode == 'rgba' and info.alpha is not None:
+    """(H, W, 3) float BGR -> (H, W) grey, (H, W, 4) BGRA with the alpha resized to (H, W) bicubically (for
+    'grey_alpha' with three equal grey channels: OpenCV writes no two-channel PNG), or as is."""
+    if info.mode in ('grey', 'grey_alpha'):
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)
+        if info.mode == 'grey':
+            return img
+        img = np.repeat(img[:, :, None], 3, axis=2)
+    if info.alpha is not None:
         height, width = img.shape[:2]
         alpha = cv2.resize(info.alpha, (width, height), interpolation=cv2.INTER_CUBIC)
         return np.concatenate([img, alpha[:, :, None]], axis=2)
