@@ -255,8 +255,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     args = parse_args(argv)
     try:
         result = run(args, argv)
-    except BenchError as e:
-        sys.exit(f'basicsr bench: error: {e}')
+    except BenchError as e:  # exit status 2, as the other subcommands (and argparse) for a bad input
+        print(f'basicsr bench: error: {e}', file=sys.stderr)
+        sys.exit(2)
     out_dir = result['out_dir']
     write_outputs(result, out_dir)
     print(markdown(result))

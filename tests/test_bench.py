@@ -109,12 +109,13 @@ def test_markdown_table_and_charts(bench_run):
         assert img.min() < 100  # something was drawn on the white canvas
 
 
-def test_missing_weights_file_is_a_clear_error(tmp_path: Path):
+def test_missing_weights_file_is_a_clear_error(tmp_path: Path, capsys):
     missing = tmp_path / 'AdaFormer_missing.pth'
     opt = write_yaml(tmp_path / 'bench.yml', bench_options(weights=str(missing)))
     with pytest.raises(SystemExit) as exit_info:
         bench.main(['-opt', str(opt), '--out', str(tmp_path / 'out')])
-    message = str(exit_info.value.code)
+    assert exit_info.value.code == 2
+    message = capsys.readouterr().err
     assert message.startswith('basicsr bench: error:')
     assert f'weights file {missing} not found' in message and '--random-weights' in message
     assert "network 'AdaFormer tiny'" in message
