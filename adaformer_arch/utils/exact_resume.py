@@ -21,8 +21,9 @@ RESUME_POINT = 'resume_point'
 
 
 def capture_rng() -> Dict:
-    """Random generator states (Python, NumPy, torch CPU and CUDA), as types that ``torch.load(weights_only=True)``
-    accepts."""
+    """Random generator states (Python, NumPy, torch CPU and, once the run has started CUDA, CUDA), as types that
+    ``torch.load(weights_only=True)`` accepts. A CPU run on a GPU machine does not start CUDA for this (reading the
+    CUDA states would create a context on every GPU)."""
     np_state = np.random.get_state(legacy=False)
     state = {
         'python': random.getstate(),
@@ -30,7 +31,7 @@ def capture_rng() -> Dict:
                   'pos': np_state['state']['pos'], 'has_gauss': np_state['has_gauss'], 'gauss': np_state['gauss']},
         'torch': torch.get_rng_state(),
     }
-    if torch.cuda.is_available():
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
         state['cuda'] = torch.cuda.get_rng_state_all()
     return state
 
