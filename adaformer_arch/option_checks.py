@@ -26,7 +26,6 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
   read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
 """
-import argparse
 import difflib
 import functools
 import inspect
@@ -45,7 +44,7 @@ from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_
                                     paired_paths_from_meta_info_file)
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
-from .utils.atomic_io import folder_problem
+from .utils.output_folder import folder_problem
 from .utils.precision import check_device, parse_autocast, parse_dtype
 from .utils.weights import WeightsError, load_state_dict, mismatches
 
@@ -68,20 +67,20 @@ class OptionError(ValueError):
         self.problems = problems
 
 
+def registered(registry: Any, name: Any) -> bool:
+    """``name`` is in ``registry`` as BasicSR's ``Registry.get`` finds it: also as ``<name>_basicsr`` (the suffix
+    BasicSR gives some of its own entries, e.g. ``RealESRGANDataset``)."""
+    return isinstance(name, str) and (name in registry or f'{name}_basicsr' in registry)
+
+
+def is_number(value: Any, minimum: float) -> bool:
+    """``value`` is an int or float of at least ``minimum`` (not a bool, nor a quoted number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+
+
 def is_integer(value: Any, minimum: int) -> bool:
     """``value`` is an int of at least ``minimum`` (not a bool, which Python counts as an int: YAML's ``true``)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
-
-
-def positive_int(text: str) -> int:
-    """argparse type of the command-line front ends: an integer >= 1."""
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text!r}')
-    return value
 
 
 def exit_with_errors(source: str, problems: List[str]) -> NoReturn:
@@ -108,8 +107,8 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
         except KeyError as err:  # parse_options indexes the options every file must have
             exit_with_errors(_option_file(), [f'the required option {err} is missing'])
         except (AttributeError, TypeError) as err:  # e.g. "datasets: [...]": parse_options walks them as mappings
-            exit_with_errors(_option_file(), [f'a block is not laid out as BasicSR expects ({err}); "datasets" is a '
-                                              'mapping of data sets, each a mapping of options'])
+            exit_with_errors(_option_file(), [f'the options are not laid out as BasicSR expects ({err}); e.g. '
+                                              '"datasets" is a mapping of data sets, each a mapping of options'])
         try:
             warnings = check_options(opt)
         except OptionError as err:
@@ -179,7 +178,7 @@ def check_options(opt: Dict) -> List[str]:
 def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[str]:
     """Unknown and missing constructor arguments of ``cfg`` (``type`` plus arguments)."""
     name = cfg.get('type')
-    if name not in registry:
+    if not registered(registry, name):
         return [f'{where}.type: no {kind} named {name!r} is registered{closest(str(name), registry.keys())}']
     params = inspect.signature(registry.get(name)).parameters
     if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values()):
@@ -231,9 +230,12 @@ def _build_network_g(cfg: Dict) -> Tuple[Optional[torch.nn.Module], List[str]]:
     or None and why it cannot be built."""
     # the registry's class directly: basicsr.archs.build_network would log, and a root logger created before
     # BasicSR's pipeline creates it with the log file would leave the run without its log file
+    # in a forked generator state: parse_options has seeded the generators, and BasicSR's own build must draw the
+    # same initial weights as without this check
     kwargs = {k: v for k, v in cfg.items() if k != 'type'}
     try:
-        return ARCH_REGISTRY.get(cfg['type'])(**kwargs), []
+        with torch.random.fork_rng(devices=[]):
+            return ARCH_REGISTRY.get(cfg['type'])(**kwargs), []
     except Exception as err:  # whatever the constructor raises, the run could not start
         return None, [f'network_g: {cfg["type"]} cannot be built from these arguments: {type(err).__name__}: {err}']
 
@@ -311,7 +313,7 @@ def _check_unused_estimator(opt: Dict) -> List[str]:
     """Distributed training of AdaFormer without L_USL: the confidence estimator runs but gets no gradient (only
     L_USL trains it), and DDP without ``find_unused_parameters`` stops at the second iteration."""
     network = opt.get('network_g')
-    if (not opt.get('is_train') or not opt.get('dist') or opt.get('find_unused_parameters')
+    if (not opt.get('is_train', True) or not opt.get('dist') or opt.get('find_unused_parameters')
             or not isinstance(network, dict) or network.get('type') != 'AdaFormer'):
         return []
     if opt.get('model_type') == 'AdaFormerModel' and (opt.get('train') or {}).get('uncertainty_opt'):
@@ -329,7 +331,7 @@ def _network_argument(opt: Dict, name: str) -> Any:
         return None
     if name in cfg:
         return cfg[name]
-    if cfg.get('type') not in ARCH_REGISTRY:
+    if not registered(ARCH_REGISTRY, cfg.get('type')):
         return None
     param = inspect.signature(ARCH_REGISTRY.get(cfg['type'])).parameters.get(name)
     return None if param is None or param.default is inspect.Parameter.empty else param.default
@@ -384,22 +386,21 @@ def _check_training(opt: Dict) -> List[str]:
         if optim.get('type') not in OPTIMIZERS:
             problems.append(f'train.optim_g.type: basicsr 1.4.2 builds only {", ".join(OPTIMIZERS)}, got '
                             f'{optim.get("type")!r}')
-        if not _fits(optim.get('lr'), inspect.Parameter('lr', inspect.Parameter.KEYWORD_ONLY, annotation=float)) \
-                or not optim.get('lr', 0) > 0:
-            problems.append(f'train.optim_g.lr: must be a number > 0, got {optim.get("lr")!r}'
+        if not is_number(optim.get('lr'), 0):
+            problems.append(f'train.optim_g.lr: must be a number >= 0, got {optim.get("lr")!r}'
                             f'{_unquote_hint(optim.get("lr"), float)}')
     scheduler = train.get('scheduler')
     if isinstance(scheduler, dict) and scheduler.get('type') not in SCHEDULERS:
         problems.append(f'train.scheduler.type: basicsr 1.4.2 has {", ".join(SCHEDULERS)}, got '
                         f'{scheduler.get("type")!r}{closest(str(scheduler.get("type")), SCHEDULERS)}')
-    if 'total_iter' in train and not is_integer(train['total_iter'], 1):
-        problems.append(f'train.total_iter: must be an integer >= 1, got {train["total_iter"]!r}')
+    if 'total_iter' in train and not is_number(train['total_iter'], 1):  # BasicSR takes int() of it
+        problems.append(f'train.total_iter: must be a number >= 1, got {train["total_iter"]!r}')
     if opt.get('model_type') == 'AdaFormerModel':
         if train.get('estimator_only') is True and not train.get('uncertainty_opt'):
             problems.append('train.estimator_only trains the confidence estimator with L_USL: add '
                             'train.uncertainty_opt')
         mult = train.get('estimator_lr_mult', 1)
-        if isinstance(mult, bool) or not isinstance(mult, (int, float)) or mult <= 0:
+        if not is_number(mult, 0) or mult == 0:
             problems.append(f'train.estimator_lr_mult: must be a number > 0, got {mult!r}')
     scale = opt.get('scale')
     for phase, dataset in (opt.get('datasets') or {}).items():
@@ -425,12 +426,14 @@ def _check_metrics(opt: Dict) -> List[str]:
     problems = []
     for name, cfg in metrics.items():
         kind = cfg.get('type') if isinstance(cfg, dict) else None
-        if kind not in METRIC_REGISTRY:
-            problems.append(f'val.metrics.{name}.type: no metric named {kind!r}{closest(str(kind), METRIC_REGISTRY.keys())}')
+        if not registered(METRIC_REGISTRY, kind):
+            problems.append(f'val.metrics.{name}.type: no metric named {kind!r}'
+                            f'{closest(str(kind), METRIC_REGISTRY.keys())}')
     return problems
 
 
 def _check_scale(opt: Dict) -> List[str]:
+    """``scale`` is a positive integer and equals ``network_g.upscale`` (given, or the network's default)."""
     if 'scale' in opt and not is_integer(opt['scale'], 1):
         return [f'scale: must be a positive integer, got {opt["scale"]!r}{_unquote_hint(opt["scale"], int)}']
     upscale = _network_argument(opt, 'upscale')
@@ -447,9 +450,11 @@ def _check_scale(opt: Dict) -> List[str]:
 
 
 def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: bool = True) -> List[str]:
+    """A data set block: a registered ``type``, its folders and files exist, and for ``PairedImageDataset`` the
+    HR/LR pairs fit the scale (sizes from the headers)."""
     if not isinstance(dataset, dict):
         return [f'{where}: expected a block of data set options (type, dataroot_gt, ...), got {dataset!r}']
-    if dataset.get('type') not in DATASET_REGISTRY:
+    if not registered(DATASET_REGISTRY, dataset.get('type')):
         kind = dataset.get('type')
         return [f'{where}.type: no data set named {kind!r}{closest(str(kind), DATASET_REGISTRY.keys())}']
     if dataset['type'] == 'PairedImageDataset':

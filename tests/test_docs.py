@@ -6,8 +6,9 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 DOCS = [REPO / 'README.md', REPO / 'experiments' / 'README.md', *sorted((REPO / 'docs').glob('*.md'))]
-# the tracked result folders (.gitignore keeps the rest of experiments/, where training runs write, out of git)
-CITED = re.compile(r'experiments/(?:pretrained_models|bench_\w+|results_\w+|budget_\w+)(?:/[\w.*-]+)*')
+# the tracked result folders: .gitignore keeps experiments/ (where training runs write) out of git but for these
+TRACKED = re.findall(r'^!/experiments/([\w-]+)/$', (REPO / '.gitignore').read_text(), re.MULTILINE)
+CITED = re.compile(rf'experiments/(?:{"|".join(TRACKED)})(?:/[\w.*-]+)*')
 
 
 def tracked_files():

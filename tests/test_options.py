@@ -282,9 +282,9 @@ def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
      "got 'a lot'"),
     (lambda o: o.update(network_g='AdaFormer'), "network_g: expected a block like"),
     (lambda o: o['train']['optim_g'].update(type='Adamm'), "train.optim_g.type: basicsr 1.4.2 builds only Adam"),
-    (lambda o: o['train']['optim_g'].update(lr='2e-4'), "train.optim_g.lr: must be a number > 0, got '2e-4'"),
+    (lambda o: o['train']['optim_g'].update(lr='2e-4'), "train.optim_g.lr: must be a number >= 0, got '2e-4'"),
     (lambda o: o['train']['scheduler'].update(type='MultiStepLRR'), 'train.scheduler.type: basicsr 1.4.2 has'),
-    (lambda o: o['train'].update(total_iter='abc'), "train.total_iter: must be an integer >= 1, got 'abc'"),
+    (lambda o: o['train'].update(total_iter='abc'), "train.total_iter: must be a number >= 1, got 'abc'"),
     (lambda o: o['train'].update(estimator_lr_mult=0), 'train.estimator_lr_mult: must be a number > 0, got 0'),
     (lambda o: o['train'].update(estimator_only=True) or o['train'].pop('uncertainty_opt'),
      'train.estimator_only trains the confidence estimator with L_USL'),
@@ -318,6 +318,50 @@ def test_output_folder_blocked_by_a_file(data, tmp_path):
     assert problems(opt, is_train=False) == [
         f'the output folder {tmp_path}/results/tiny_test cannot be created ({tmp_path}/results is a file); run from '
         'another working directory or rename the file in the way']
+
+
+def test_option_files_of_other_basicsr_models_pass(data, monkeypatch):
+    """The checks never refuse what basicsr 1.4.2 runs: a GAN model (network_d, perceptual and GAN losses, a float
+    total_iter, lr 0 for a frozen phase, no val metrics), Real-ESRGAN's data set (registered with BasicSR's
+    '_basicsr' suffix), SwinIR with a cosine schedule."""
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: False)
+    esrgan = train_options(data, model_type='ESRGANModel')
+    esrgan['network_g'] = {'type': 'RRDBNet', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8, 'num_block': 1,
+                           'num_grow_ch': 4, 'scale': 2}
+    esrgan['network_d'] = {'type': 'VGGStyleDiscriminator', 'num_in_ch': 3, 'num_feat': 8}
+    esrgan['train'] = {
+        'ema_decay': 0.999, 'optim_g': {'type': 'Adam', 'lr': 0, 'betas': [0.9, 0.99]},
+        'optim_d': {'type': 'Adam', 'lr': 1e-4}, 'total_iter': 4e5, 'warmup_iter': -1,
+        'scheduler': {'type': 'MultiStepLR', 'milestones': [50000], 'gamma': 0.5},
+        'pixel_opt': {'type': 'L1Loss', 'loss_weight': 1e-2},
+        'perceptual_opt': {'type': 'PerceptualLoss', 'layer_weights': {'conv5_4': 1}, 'vgg_type': 'vgg19',
+                           'perceptual_weight': 1.0, 'style_weight': 0},
+        'gan_opt': {'type': 'GANLoss', 'gan_type': 'vanilla', 'loss_weight': 5e-3}}
+    esrgan['val'] = {'val_freq': 4, 'save_img': False}
+    del esrgan['datasets']['train']['gt_size']
+    esrgan['datasets']['train']['gt_size'] = 16
+    assert check_options(parsed(esrgan)) == []
+    realesrgan = dict(esrgan)
+    realesrgan['datasets'] = {'train': {'name': 'train', 'type': 'RealESRGANDataset', 'dataroot_gt': str(data / 'HR'),
+                                       'meta_info': None, 'io_backend': {'type': 'disk'}, 'gt_size': 16}}
+    assert check_options(parsed(realesrgan)) == []
+    swinir = train_options(data, model_type='SwinIRModel')
+    swinir['network_g'] = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 8, 'window_size': 4,
+                           'img_range': 1., 'depths': [1], 'embed_dim': 8, 'num_heads': [2], 'mlp_ratio': 2,
+                           'upsampler': 'pixelshuffledirect', 'resi_connection': '1conv'}
+    swinir['train']['scheduler'] = {'type': 'CosineAnnealingRestartLR', 'periods': [4], 'restart_weights': [1]}
+    del swinir['train']['uncertainty_opt']
+    assert check_options(parsed(swinir)) == []
+
+
+def test_checks_do_not_change_the_seeded_initial_weights(data):
+    """parse_options seeds the generators before the checks; the checks build network_g, and must leave the random
+    state as it was, so that BasicSR's own build draws the same initial weights as without them."""
+    torch.manual_seed(0)
+    expected = torch.rand(3)
+    torch.manual_seed(0)
+    check_options(parsed(train_options(data)))
+    assert torch.equal(torch.rand(3), expected)
 
 
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):
@@ -367,7 +411,7 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
     (train_out, train_err), (test_out, test_err), (_, none_err), (_, list_err), (_, value_err) = (
         run.communicate(timeout=300) for run in runs)
     assert [run.returncode for run in runs] == [2, 2, 2, 2, 2]
-    assert list_err.startswith(f'basicsr: error: {tmp_path}/list.yml: a block is not laid out as BasicSR expects')
+    assert list_err.startswith(f'basicsr: error: {tmp_path}/list.yml: the options are not laid out as BasicSR expects')
     assert value_err.startswith(f'basicsr: error: {tmp_path}/value.yml: network_g: AdaFormer cannot be built from '
                                 'these arguments: ValueError: halt_eps must be in [0, 1), got 1.5')
     assert train_err.startswith(f'basicsr: error: {tmp_path}/train.yml has 2 problems:\n  network_g.embed_dimm:')
