@@ -118,8 +118,9 @@ class PrototypeAttention(nn.Module):
             weights = logits.sub_(new_peak).exp2_()
             # sums over every kept token of the image (millions at 8K) are kept in float32 in any precision; in
             # float16 (largest value 65,504) already a chunk's product could overflow, so it is taken in float32 too,
-            # and so is a bfloat16 one on a GPU, where it costs little; on the CPU a bfloat16 chunk's product stays
-            # bfloat16 (the range is float32's, and a float32 product tripled its time)
+            # and so is a bfloat16 one on a GPU (for its precision; its cost there was not measured: no GPU here); on
+            # the CPU a bfloat16 chunk's product stays bfloat16 (the range is float32's, and a float32 product
+            # tripled its time)
             chunk_total = weights.sum(dim=0, dtype=torch.float32)
             product_in_float32 = tokens.dtype == torch.float16 or (tokens.dtype == torch.bfloat16 and
                                                                    tokens.device.type != 'cpu')

@@ -6,10 +6,13 @@ from torch import Tensor
 from torch.nn import functional as F
 
 ROW_BUCKET = 256  # token counts are rounded up to a multiple of this (a 4096-token chunk: at most 16 shapes)
-# The tokens go to the convolution as this many images of one row each. PyTorch sends a 1x1 convolution with a batch
-# under 16 on one thread to its slow generic path (a BLAS GEMM, as F.linear) instead of oneDNN; as 16 images, oneDNN
-# takes it on any number of threads (one thread, 4096 tokens, 64->192: 0.99 ms as one image, 0.46 ms as 16).
+# On one thread the tokens go to the convolution as this many images of one row each: PyTorch sends a 1x1 convolution
+# of fewer than 16 images on one thread to its slow generic path (a BLAS GEMM, as F.linear) instead of oneDNN. With
+# more threads they go as one image, which oneDNN takes anyway (16 images were not faster there).
+# scripts/token_linear_routes.py (experiments/token_linear_routes/): one thread, 4096 tokens, 64->192: 0.98 ms as one
+# image, 0.45 ms as 16, AdaM at LR 480x270 0.71-0.74x the time; two threads: 0.25 ms either way.
 CONV_BATCH = 16
+assert ROW_BUCKET % CONV_BATCH == 0, 'padded token counts must split into CONV_BATCH rows of equal length'
 
 
 def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
@@ -30,6 +33,6 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     pad = -n % ROW_BUCKET
     if pad:
         x = torch.cat([x, x.new_zeros(pad, c_in)])
-    rows = (n + pad) // CONV_BATCH
-    out = F.conv2d(x.view(CONV_BATCH, 1, rows, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
-    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (16, C_out, 1, n'/16) -> (n, C_out)
+    images = CONV_BATCH if torch.get_num_threads() == 1 else 1
+    out = F.conv2d(x.view(images, 1, (n + pad) // images, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (images, C_out, 1, n'/images) -> (n, C_out)
