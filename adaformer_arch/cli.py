@@ -3,6 +3,7 @@
 Commands run BasicSR's own pipelines with AdaFormer's arch, loss and model registered. Each command's options are
 those of its module (``basicsr <command> --help``).
 """
+import argparse
 import importlib
 import sys
 from typing import List, Optional
@@ -14,6 +15,17 @@ COMMANDS = {
     'bench': ('adaformer_arch.bench', 'latency/memory/MACs of several networks side by side (options/bench_x4.yml)'),
     'prepare': ('adaformer_arch.data.prepare', 'make DIV2K, Test2K/4K/8K and benchmark data sets (docs/datasets.md)'),
 }
+
+
+def positive_int(text: str) -> int:
+    """argparse type of the subcommands' options: an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f'must be a positive integer, got {text!r}')
+    return value
 
 
 def usage() -> str:

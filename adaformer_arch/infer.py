@@ -37,7 +37,7 @@ import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFor
 from basicsr.utils import img2tensor, scandir, tensor2img
 
 from .archs.adaformer_arch import AdaFormer
-from .option_checks import positive_int
+from .cli import positive_int
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
@@ -71,8 +71,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                           f'path.pretrain_network_g of --opt, else {DEFAULT_WEIGHTS} (x4)')
     parser.add_argument('--opt', help='BasicSR option file whose network_g (type AdaFormer) defines the network; '
                                       'default: AdaFormer(upscale=SCALE) with its default width/depth')
-    parser.add_argument('--scale', type=positive_int, help=f'upscaling factor (default: network_g.upscale of --opt, else '
-                                                  f'{DEFAULT_SCALE})')
+    parser.add_argument('--scale', type=positive_int,
+                        help=f'upscaling factor (default: network_g.upscale of --opt, else {DEFAULT_SCALE})')
     parser.add_argument('--halt-eps', type=float, help='halting threshold epsilon_h in [0, 1) (default: the '
                                                        "network's, 0.05); larger = more tokens exit early")
     parser.add_argument('--no-early-exit', action='store_true', help='run every token through every block')

@@ -135,7 +135,8 @@ def main() -> None:
         ratio = f"{r['early_exit_ms'] / r['no_exit_ms']:.3f}" if r['no_exit_ms'] else '-'
         print(f"| {r['name']} | {kept} | {r['early_exit_ms']:.1f} | {r['no_exit_ms']:.1f} | {ratio} |")
     for mode, ops in profiles.items():
-        print(f'\nAdaM {mode.replace("_", " ")}, one forward under torch.profiler: top {len(ops)} operators by self time')
+        print(f'\nAdaM {mode.replace("_", " ")}, one forward under torch.profiler: '
+              f'top {len(ops)} operators by self time')
         print('| operator | calls | self ms | share % |')
         print('|---|---|---|---|')
         for op in ops:

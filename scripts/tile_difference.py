@@ -18,7 +18,8 @@ import torch
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
-from adaformer_arch.infer import MAX_DEFAULT_OVERLAP
+from adaformer_arch.cli import positive_int
+from adaformer_arch.infer import InferError, tile_settings
 from adaformer_arch.utils.allocator import tune_glibc_malloc
 from adaformer_arch.utils.image_io import read_image
 from adaformer_arch.utils.tiling import run_tiled
@@ -31,6 +32,8 @@ def to_levels(sr: torch.Tensor) -> np.ndarray:
 
 
 def compare(tiled: np.ndarray, whole: np.ndarray) -> Dict[str, float]:
+    """Two (H, W, 3) level arrays -> largest and mean absolute difference, share of values off by more than one
+    level (%), and PSNR of ``tiled`` against ``whole`` (inf when equal)."""
     diff = np.abs(tiled - whole)
     mse = float(np.mean(diff.astype(np.float64)**2))
     return {'max_levels': int(diff.max()), 'mean_abs_levels': float(diff.mean()),
@@ -42,9 +45,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--weights', default='experiments/pretrained_models/AdaFormer_x4_cpu.pth')
     parser.add_argument('--input', default='demo/Set5/HR/baby.png', help='LR input image (any size)')
-    parser.add_argument('--tiles', type=int, nargs='+', default=[256, 128, 64], help='tile sizes (LR pixels)')
-    parser.add_argument('--overlap', type=int, help=f'overlap of the tiles (default: as basicsr infer, '
-                        f'min({MAX_DEFAULT_OVERLAP}, tile / 2))')
+    parser.add_argument('--tiles', type=positive_int, nargs='+', default=[256, 128, 64],
+                        help='tile sizes (LR pixels, multiples of the window size)')
+    parser.add_argument('--overlap', type=int, help='overlap of the tiles (default: that of basicsr infer)')
     parser.add_argument('--threads', type=int, default=2)
     parser.add_argument('--json', help='write the numbers here')
     args = parser.parse_args()
@@ -53,13 +56,18 @@ def main() -> None:
     net = AdaFormer(upscale=4)
     load_weights(net, args.weights)
     net.eval()
+    settings = []  # (tile, overlap), checked and defaulted as basicsr infer --tile --tile-overlap does
+    for size in args.tiles:
+        try:
+            settings.append(tile_settings(argparse.Namespace(tile=size, tile_overlap=args.overlap), net.window_size))
+        except InferError as err:
+            parser.error(str(err))
     image, _ = read_image(args.input)
     lq = torch.from_numpy(np.ascontiguousarray(image[:, :, ::-1])).permute(2, 0, 1)[None]  # BGR -> RGB
     with torch.inference_mode():
         whole = to_levels(net(lq))
         rows: List[Dict] = []
-        for tile in args.tiles:
-            overlap = min(MAX_DEFAULT_OVERLAP, tile // 2) if args.overlap is None else args.overlap
+        for tile, overlap in settings:
             sr, _ = run_tiled(lambda x: (net(x), {}), lq, net.upscale, tile, overlap, torch.device('cpu'))
             rows.append(dict(tile=tile, overlap=overlap, **compare(to_levels(sr), whole)))
     height, width = lq.shape[-2:]

@@ -23,7 +23,8 @@ def test_computed_fraction_counts_kept_windows_whole_and_loose_tokens():
 def test_runs_on_the_shipped_weights(tmp_path):
     out = tmp_path / 'blocks.json'
     proc = subprocess.run([sys.executable, str(ROOT / 'scripts' / 'block_times.py'), '--size', '64x48', '--runs', '1',
-                           '--threads', '1', '--profile', '3', '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
+                           '--threads', '1',
+                           '--profile', '3', '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
     rows = result['rows']

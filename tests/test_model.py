@@ -52,8 +52,8 @@ def test_data_parallel_gathers_the_training_forward(monkeypatch):
     """Several GPUs without a launcher: BasicSR wraps the network in DataParallel, whose gather cannot merge the
     replicas' executed MACs (Python ints); AuxDataParallel sums them. There is no GPU here, so the replicas' outputs
     are made on the CPU and DataParallel's own gather runs with concatenation standing in for its GPU copy."""
-    monkeypatch.setattr(torch.nn.parallel.scatter_gather, 'Gather',
-                        type('CpuGather', (), {'apply': staticmethod(lambda device, dim, *parts: torch.cat(parts, dim))}))
+    cpu_gather = type('CpuGather', (), {'apply': staticmethod(lambda device, dim, *parts: torch.cat(parts, dim))})
+    monkeypatch.setattr(torch.nn.parallel.scatter_gather, 'Gather', cpu_gather)
     torch.manual_seed(0)
     net = build_network(dict(TINY_NET)).train()
     lq = torch.rand(2, 3, 8, 8)

@@ -37,6 +37,6 @@ def test_runs_on_the_shipped_weights(tmp_path):
     assert proc.returncode == 0, proc.stderr
     rows = json.loads(out.read_text())['rows']
     assert [(r['tile'], r['overlap']) for r in rows] == [(16, 8), (32, 8)]
-    for r in rows:  # close to the whole image, not equal (the prototypes of a tile see only that tile)
-        assert 0 < r['mean_abs_levels'] < 2 and r['psnr_vs_whole_db'] > 35
+    for r in rows:  # close to the whole image (not equal today: the prototypes of a tile see only that tile)
+        assert 0 <= r['mean_abs_levels'] < 2 and r['psnr_vs_whole_db'] > 35
     assert '| 16 | 8 |' in proc.stdout

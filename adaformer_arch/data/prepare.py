@@ -17,11 +17,11 @@ import os
 import sys
 from typing import List, Optional
 
+from ..cli import positive_int
+from ..utils.output_folder import folder_problem
 from .benchmark import prepare_benchmark
 from .div2k import prepare_div2k
 from .div8k import prepare_div8k
-from ..option_checks import positive_int
-from ..utils.atomic_io import folder_problem
 from .jobs import InputError
 
 

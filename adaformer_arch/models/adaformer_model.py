@@ -31,6 +31,9 @@ def _estimator_parameters(net: torch.nn.Module) -> Set[int]:
     return {id(p) for m in net.modules() if isinstance(m, ConfidenceEstimator) for p in m.parameters()}
 
 
+CUDA_WARMUP_PIXELS = 64  # side of the LR corner of the untimed first test forward on a GPU
+
+
 @contextlib.contextmanager
 def _no_cudnn_autotuning() -> Iterator[None]:
     """cuDNN's autotuning off for a test forward. BasicSR's pipelines turn it on; it searches for the fastest
@@ -203,7 +206,12 @@ class AdaFormerModel(SRModel):
 
         with torch.no_grad(), _no_cudnn_autotuning():
             if self.device.type == 'cuda' and not self._cuda_started:
-                forward()  # untimed: CUDA starts its libraries lazily, at the first forward of the process
+                # untimed, on a small corner: CUDA starts its libraries (cuDNN, cuBLAS) at the first forward
+                corner = self.lq[..., :CUDA_WARMUP_PIXELS, :CUDA_WARMUP_PIXELS]
+                if isinstance(net, AdaFormer):
+                    forward_in_own_dtype(net, corner)
+                else:
+                    self._padded_forward(net, corner)
                 self._cuda_started = True
             _sync(self.device)
             start = time.perf_counter()

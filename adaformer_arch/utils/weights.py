@@ -31,8 +31,8 @@ def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Ten
     except pickle.UnpicklingError as err:
         blocked = [line.strip() for line in str(err).splitlines() if 'GLOBAL' in line]
         if not blocked:  # not a pickle of objects at all: an image, a text file, a truncated file...
-            reason = next((line.strip() for line in str(err).splitlines() if line.strip().startswith('Unsupported')),
-                          str(err).splitlines()[0])
+            lines = str(err).splitlines() or [type(err).__name__]
+            reason = next((line.strip() for line in lines if line.strip().startswith('Unsupported')), lines[0])
             raise WeightsError(f'cannot read {path} as a PyTorch weights file ({reason}); give a .pth written by '
                                'torch.save') from None
         detail = f' ({blocked[0]})'
