@@ -28,6 +28,7 @@ from torch import nn
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.benchmark.inputs import load_image, lr_input
+from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.utils.allocator import tune_glibc_malloc
 from adaformer_arch.utils.halting_maps import window_to_pixels
 from adaformer_arch.utils.weights import load_weights
@@ -137,10 +138,9 @@ def main() -> None:
     for mode, ops in profiles.items():
         print(f'\nAdaM {mode.replace("_", " ")}, one forward under torch.profiler: '
               f'top {len(ops)} operators by self time')
-        print('| operator | calls | self ms | share % |')
-        print('|---|---|---|---|')
-        for op in ops:
-            print(f"| {op['op']} | {op['calls']} | {op['self_ms']:.1f} | {100 * op['share']:.1f} |")
+        print(markdown_table(['operator', 'calls', 'self ms', 'share %'],
+                             [[op['op'], str(op['calls']), f"{op['self_ms']:.1f}", f"{100 * op['share']:.1f}"]
+                              for op in ops]))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'size': args.size, 'threads': args.threads, 'runs': args.runs, 'weights': args.weights,

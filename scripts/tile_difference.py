@@ -18,6 +18,7 @@ import torch
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.cli import positive_int
 from adaformer_arch.infer import InferError, tile_settings
 from adaformer_arch.utils.allocator import tune_glibc_malloc
@@ -72,12 +73,10 @@ def main() -> None:
             rows.append(dict(tile=tile, overlap=overlap, **compare(to_levels(sr), whole)))
     height, width = lq.shape[-2:]
     print(f'basicsr infer --tile N against the whole image: {args.input} ({width}x{height} LR) x4, {args.weights}')
-    print('| tile | overlap | max difference (levels) | mean abs. difference | values off by > 1 level % | '
-          'PSNR vs whole dB |')
-    print('|---|---|---|---|---|---|')
-    for r in rows:
-        print(f"| {r['tile']} | {r['overlap']} | {r['max_levels']} | {r['mean_abs_levels']:.3f} | "
-              f"{r['over_1_level_percent']:.3f} | {r['psnr_vs_whole_db']:.2f} |")
+    print(markdown_table(['tile', 'overlap', 'max difference (levels)', 'mean abs. difference',
+                          'values off by > 1 level %', 'PSNR vs whole dB'],
+                         [[str(r['tile']), str(r['overlap']), str(r['max_levels']), f"{r['mean_abs_levels']:.3f}",
+                           f"{r['over_1_level_percent']:.3f}", f"{r['psnr_vs_whole_db']:.2f}"] for r in rows]))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'input': args.input, 'weights': args.weights, 'lr_size': [width, height], 'rows': rows}, f,

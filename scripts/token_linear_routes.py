@@ -22,6 +22,7 @@ from torch.nn import functional as F
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs import token_linear
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
+from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.utils.allocator import tune_glibc_malloc
 from adaformer_arch.utils.weights import load_weights
@@ -105,20 +106,16 @@ def main() -> None:
     layers = layer_rows(args.threads, args.calls)
     print(f'One layer, 4096 tokens, median of {args.calls} calls, microseconds')
     names = [k for k in layers[0] if k not in ('threads', 'layer')]
-    print('| threads | layer | ' + ' | '.join(names) + ' |')
-    print('|---' * (2 + len(names)) + '|')
-    for r in layers:
-        print(f"| {r['threads']} | {r['layer']} | " + ' | '.join(f'{r[n]:.0f}' for n in names) + ' |')
+    print(markdown_table(['threads', 'layer', *names],
+                         [[str(r['threads']), r['layer'], *(f'{r[n]:.0f}' for n in names)] for r in layers]))
     adam = adam_rows(args.size, args.rounds) if args.adam else []
     if adam:
         batch = token_linear.CONV_BATCH
         print(f'\nAdaM at LR {args.size}, one thread, trained weights, CONV_BATCH 1 vs {batch} alternated round by '
               'round')
-        print(f'| threads | early exit | 1 image ms | {batch} images ms | per-round ratio (median) |')
-        print('|---|---|---|---|---|')
-        for r in adam:
-            print(f"| {r['threads']} | {r['early_exit']} | {r['ms_1_image']:.1f} | {r[f'ms_{batch}_images']:.1f} | "
-                  f"{r['ratio_median']:.3f} |")
+        print(markdown_table(['threads', 'early exit', '1 image ms', f'{batch} images ms', 'per-round ratio (median)'],
+                             [[str(r['threads']), str(r['early_exit']), f"{r['ms_1_image']:.1f}",
+                               f"{r[f'ms_{batch}_images']:.1f}", f"{r['ratio_median']:.3f}"] for r in adam]))
     if args.json:
         with open(args.json, 'w') as f:
             json.dump({'layers': layers, 'adam': adam, 'torch': torch.__version__}, f, indent=1)

@@ -15,7 +15,8 @@ def _num(value: Optional[float], fmt: str) -> str:
     return '-' if value is None else format(value, fmt)
 
 
-def _table(header: List[str], rows: List[List[str]]) -> str:
+def markdown_table(header: List[str], rows: List[List[str]]) -> str:
+    """A markdown table of ``header`` and ``rows`` (cells as text)."""
     lines = ['| ' + ' | '.join(header) + ' |', '|' + '---|' * len(header)]
     return '\n'.join(lines + ['| ' + ' | '.join(row) + ' |' for row in rows])
 
@@ -34,7 +35,7 @@ def latency_table(result: Dict) -> str:
             _num(r['gflops_achieved'], '.1f'),
             _num(None if r['gemm_fraction'] is None else 100.0 * r['gemm_fraction'], '.1f'),
         ])
-    return _table(LATENCY_COLUMNS, rows)
+    return markdown_table(LATENCY_COLUMNS, rows)
 
 
 def train_table(train: Dict) -> str:
@@ -42,14 +43,14 @@ def train_table(train: Dict) -> str:
     rows = [[name + (' *' if random.get(name) else ''), f"{v['iters_per_s']:.3f}", f"{v['step_ms']['median']:.1f}",
              f"{v['step_ms']['min']:.1f}-{v['step_ms']['max']:.1f}", f"{v['lr_pixels_per_s']:.0f}"]
             for name, v in train['networks'].items()]
-    return _table(['Network', 'iterations/s', 'step ms (median)', 'min-max ms', 'LR pixels/s'], rows)
+    return markdown_table(['Network', 'iterations/s', 'step ms (median)', 'min-max ms', 'LR pixels/s'], rows)
 
 
 def tradeoff_table(tradeoff: Dict) -> str:
     rows = [[v['name'], f"{v['psnr_y']:.3f}", f"{v['latency_ms_mean']:.2f}", f"{v['gmacs_mean']:.3f}",
              _num(None if v['sparsity_mean'] is None else 100.0 * v['sparsity_mean'], '.1f')]
             for v in tradeoff['variants']]
-    return _table(['Variant', 'PSNR Y dB', 'Latency ms (mean/image)', 'GMACs (mean)', 'Sparsity %'], rows)
+    return markdown_table(['Variant', 'PSNR Y dB', 'Latency ms (mean/image)', 'GMACs (mean)', 'Sparsity %'], rows)
 
 
 def markdown(result: Dict) -> str:
