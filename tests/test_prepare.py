@@ -169,6 +169,28 @@ def test_rerun_writes_only_the_missing_files(tmp_path, capsys):
     assert not [p for p in out.rglob('*') if p.name.startswith('.')]  # no temporary files left
 
 
+@pytest.mark.parametrize('command, stem', [('div2k', '0001'), ('div8k', '1205'), ('benchmark', 'a')])
+def test_inputs_differing_only_in_extension_are_refused(tmp_path, capsys, command, stem):
+    """Outputs are named after the input's stem: 0001.png and 0001.jpg would take each other's place (a div2k pair
+    was HR of one and LR of the other, depending on which worker finished last)."""
+    write(tmp_path / 'HR' / f'{stem}.png', smooth_image(48, 48, 1))
+    write(tmp_path / 'HR' / f'{stem}.jpg', smooth_image(48, 48, 2))
+    args = [command, '--hr', str(tmp_path / 'HR'), '--out', str(tmp_path / 'out')]
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(args + (['--scales', '4'] if command == 'div2k' else []))
+    assert exit_info.value.code == 2
+    assert f"have the same name with different extensions ({stem})" in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
+def test_div2k_lmdb_without_any_sub_image_says_so(tmp_path, capsys):
+    write(tmp_path / 'HR' / '0001.png', smooth_image(40, 40, 1))  # smaller than the crop: no sub-images
+    prepare(['div2k', '--hr', str(tmp_path / 'HR'), '--out', str(tmp_path / 'out'), '--scales', '4', '--lmdb'])
+    out = capsys.readouterr().out
+    assert 'no sub-images' in out and 'No sub-images were made (every image was skipped): no LMDB built.' in out
+    assert not list((tmp_path / 'out').glob('*.lmdb'))
+
+
 def test_div2k_sub_images_lr_and_lmdb_read_by_paired_image_dataset(tmp_path, capsys):
     hr = smooth_image(77, 101, 1)  # mod-4 crop: 76x100
     write(tmp_path / 'DIV2K_train_HR' / '0001.png', hr)

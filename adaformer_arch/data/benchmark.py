@@ -14,7 +14,7 @@ from basicsr.data.transforms import mod_crop
 from ..utils.image_io import ImageReadError
 from .image_io import image_size, list_images, read_image
 from .image_ops import bicubic_downscale
-from .jobs import InputError, JobResult, print_summary, run_jobs
+from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 
 
 @dataclass(frozen=True)
@@ -112,11 +112,7 @@ def prepare_benchmark(hr_dir: str, out: str, scale: int, lr_dir: Optional[str] =
         lr_paths = [os.path.join(lr_dir, name) for name in lr_names]
     tasks = [BenchmarkTask(os.path.join(hr_dir, name), lr, f'{prefix}{os.path.splitext(name)[0]}.png')
              for name, lr in zip(hr_names, lr_paths)]
-    names = [t.name for t in tasks]
-    clashes = sorted({n for n in names if names.count(n) > 1})
-    if clashes:
-        raise InputError(f"several images in '{hr_dir}' would be written as {', '.join(clashes)} "
-                         '(same name, different extensions); rename them')
+    check_unique_stems(hr_dir, hr_names)
     if lr_dir is not None:
         _check_pair_sizes(tasks, scale)
     config = BenchmarkConfig(out, scale, min_size)

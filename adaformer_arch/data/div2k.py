@@ -25,7 +25,7 @@ from basicsr.data.transforms import mod_crop
 
 from .image_io import image_size, list_images
 from .image_ops import bicubic_downscale, sub_image_boxes
-from .jobs import InputError, JobResult, print_summary, run_jobs
+from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 from .lmdb_build import build_lmdb
 
 
@@ -140,12 +140,15 @@ def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), spli
     names = list_images(hr_dir)
     if not names:
         raise InputError(f"HR folder '{hr_dir}' holds no image files")
+    check_unique_stems(hr_dir, names)
     write_hr = not _same_folder(hr_dir, os.path.join(out, f'DIV2K_{split}_HR'))
     config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
     results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],
                        workers, f'div2k {split}')
     folders = config.folders()
-    if lmdb:
+    if lmdb and not os.path.isdir(config.hr_sub_dir()):
+        print('No sub-images were made (every image was skipped): no LMDB built.')
+    elif lmdb:
         hr_keys = list_images(config.hr_sub_dir())
         for s in scales:
             if list_images(config.lr_sub_dir(s)) != hr_keys:

@@ -20,7 +20,7 @@ from basicsr.data.transforms import mod_crop
 
 from .image_io import list_images
 from .image_ops import bicubic_downscale
-from .jobs import InputError, JobResult, print_summary, run_jobs
+from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 
 SCALE = 4
 # (set name, first image, last image, downsampling factor of the original)
@@ -73,6 +73,7 @@ def prepare_div8k_image(out: str, task: Div8kTask) -> JobResult:
 def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
     """Prepare ``OUT/Test2K``, ``OUT/Test4K`` and ``OUT/Test8K`` from the DIV8K images in ``hr_dir``."""
     names = list_images(hr_dir)
+    check_unique_stems(hr_dir, names)
     tasks, ignored = [], []
     for name in names:
         number = image_number(name)

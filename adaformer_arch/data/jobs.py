@@ -5,7 +5,7 @@ complete one); re-running a command therefore only fills in what an interrupted 
 """
 import multiprocessing
 import os
-from collections import defaultdict
+from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from typing import Callable, Dict, List, Optional, Sequence, TypeVar
 
@@ -24,6 +24,17 @@ Task = TypeVar('Task')
 
 class InputError(Exception):
     """Bad input that stops a whole command (missing folder, LR/HR pairs that do not match...)."""
+
+
+def check_unique_stems(folder: str, names: List[str]) -> None:
+    """InputError if image files of ``folder`` share a name up to the extension (``0001.png``, ``0001.jpg``): every
+    command names its outputs after the input's stem, so one would take the other's place."""
+    counts = Counter(os.path.splitext(name)[0] for name in names)
+    clashes = sorted(stem for stem, count in counts.items() if count > 1)
+    if clashes:
+        raise InputError(f"several images in '{folder}' have the same name with different extensions "
+                         f"({', '.join(clashes)}); their outputs would take each other's place: rename or remove "
+                         'them')
 
 
 @dataclass
