@@ -170,7 +170,7 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
     allocator = apply_allocator(args.allocator)
     torch.set_num_threads(args.threads)
     image = load_image(opts.input) if opts.input else None
-    pairs = dataset_pairs(args.dataset_hr, args.dataset_lr) if args.dataset_hr else None
+    pairs = dataset_pairs(args.dataset_hr, args.dataset_lr, opts.scale) if args.dataset_hr else None
     out_dir = args.out or os.path.join('results', f'bench_{os.path.splitext(os.path.basename(args.opt))[0]}')
     command = reproduce_command(args, opts, out_dir, opts.input)
     machine = machine_info(device)

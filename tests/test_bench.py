@@ -4,6 +4,7 @@ import json
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
 import torch
 import yaml
@@ -15,6 +16,7 @@ from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profi
 from adaformer_arch.benchmark.networks import bare, build
 from adaformer_arch.benchmark.options import BenchError, NetworkSpec, load_options, parse_size
 from adaformer_arch.benchmark.runner import round_order
+from adaformer_arch.benchmark.tradeoff import dataset_pairs
 from helpers import TINY_NET, make_pairs, run_cli, write_yaml
 
 TINY_EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.)
@@ -230,3 +232,13 @@ def test_counts_that_are_not_whole_numbers_are_refused(tmp_path: Path, key: str,
 def test_shipped_bench_option_files_load(path: Path):
     opts = load_options(str(path))
     assert opts.networks and opts.sizes
+
+
+def test_dataset_pairs_of_the_wrong_scale_are_refused_before_anything_runs(tmp_path: Path):
+    """A sweep dataset whose HR images are not scale x LR used to fail after every latency had been measured."""
+    for folder, (height, width) in (('HR', (32, 33)), ('LR', (8, 8)), ('LR_same', (32, 33))):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / 'a.png'), np.zeros((height, width, 3), np.uint8))
+    assert len(dataset_pairs(str(tmp_path / 'HR'), str(tmp_path / 'LR'), 4)) == 1  # a border under 4 px is fine
+    with pytest.raises(BenchError, match=r'is 32x33 \(HxW\) but its LR .* is 32x33: HR must be 4x the LR'):
+        dataset_pairs(str(tmp_path / 'HR'), str(tmp_path / 'LR_same'), 4)

@@ -18,14 +18,16 @@ from basicsr.data.data_util import paired_paths_from_folder
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import img2tensor, tensor2img
 
+from ..data.image_io import image_size
 from .macs import profile
 from .networks import bare
 from .options import BenchError
 from .runner import round_order, sync
 
 
-def dataset_pairs(hr_dir: str, lr_dir: str) -> List[Dict[str, str]]:
-    """[{'lq_path', 'gt_path'}] of the images with the same name in both folders."""
+def dataset_pairs(hr_dir: str, lr_dir: str, scale: int) -> List[Dict[str, str]]:
+    """[{'lq_path', 'gt_path'}] of the images with the same name in both folders, each HR image ``scale`` times its
+    LR image (plus less than ``scale`` pixels of border), checked from the headers before anything is measured."""
     for flag, folder in (('--dataset-hr', hr_dir), ('--dataset-lr', lr_dir)):
         if not os.path.isdir(folder):
             raise BenchError(f'{flag} {folder} is not a folder')
@@ -35,6 +37,13 @@ def dataset_pairs(hr_dir: str, lr_dir: str) -> List[Dict[str, str]]:
         raise BenchError(f'--dataset-lr {lr_dir} and --dataset-hr {hr_dir} do not pair up: {e}') from None
     if not pairs:
         raise BenchError(f'--dataset-lr {lr_dir} holds no images')
+    for pair in pairs:
+        lq, gt = image_size(pair['lq_path']), image_size(pair['gt_path'])
+        if lq is None or gt is None:
+            raise BenchError(f"cannot read the header of {pair['lq_path'] if lq is None else pair['gt_path']}")
+        if not all(q * scale <= g < (q + 1) * scale for q, g in zip(lq, gt)):
+            raise BenchError(f"{pair['gt_path']} is {gt[0]}x{gt[1]} (HxW) but its LR {pair['lq_path']} is "
+                             f'{lq[0]}x{lq[1]}: HR must be {scale}x the LR; check --dataset-hr and --dataset-lr')
     return sorted(pairs, key=lambda p: p['lq_path'])
 
 
