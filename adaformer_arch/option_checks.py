@@ -29,6 +29,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 import difflib
 import functools
 import inspect
+import math
 import os
 import re
 import sys
@@ -170,6 +171,10 @@ def check_options(opt: Dict) -> List[str]:
                         '(or a text appended to the image names).')
     for phase, dataset in (opt.get('datasets') or {}).items():
         problems += _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'), opt.get('is_train', True))
+    if not problems and opt.get('is_train', True):
+        batch_problems, batch_warnings = _check_batches(opt)
+        problems += batch_problems
+        warnings += batch_warnings
     if problems:
         raise OptionError(problems)
     return warnings
@@ -492,6 +497,41 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: boo
     return problems
 
 
+def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
+    """A ``PairedImageDataset`` training set against its batch: BasicSR counts ``ceil(samples / batch)`` iterations
+    per epoch, but its loader drops the last, incomplete batch. With fewer samples than one batch nothing is
+    trained (and the run ends "successfully"); otherwise training can end short of ``total_iter``. -> (problems,
+    warnings)."""
+    problems, warnings = [], []
+    world = opt.get('world_size', 1)
+    total_iter = (opt.get('train') or {}).get('total_iter')
+    for phase, dataset in (opt.get('datasets') or {}).items():
+        if not phase.startswith('train') or dataset.get('type') != 'PairedImageDataset':
+            continue
+        batch, ratio = dataset.get('batch_size_per_gpu'), dataset.get('dataset_enlarge_ratio', 1)
+        if not is_integer(batch, 1) or not is_integer(ratio, 1) or not is_integer(world, 1):
+            continue
+        try:
+            samples = len(_pair_paths(dataset)) * ratio
+        except (AssertionError, ValueError, OSError):
+            continue  # reported by _check_dataset
+        full_batches = math.ceil(samples / world) // batch  # per process and epoch (EnlargedSampler, drop_last)
+        counted = math.ceil(samples / (batch * world))  # BasicSR's iterations per epoch
+        where = f'datasets.{phase}'
+        if full_batches == 0:
+            problems.append(f'{where}: {samples} samples (image pairs x dataset_enlarge_ratio {ratio}) do not fill '
+                            f'one batch of batch_size_per_gpu {batch} per process: BasicSR would end without '
+                            'training. Add images, raise dataset_enlarge_ratio or lower batch_size_per_gpu.')
+        elif is_number(total_iter, 1) and full_batches < counted:
+            reached = (math.ceil(int(total_iter) / counted) + 1) * full_batches  # epochs 0..total_epochs
+            if reached < int(total_iter):
+                warnings.append(f'{where}: {samples} samples are not a multiple of the batch ({batch} x {world} '
+                                f'processes): BasicSR counts {counted} iterations per epoch but its loader gives '
+                                f'{full_batches}, so training ends at iteration {reached}, not total_iter '
+                                f'{int(total_iter)}.')
+    return problems, warnings
+
+
 def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: bool,
                   gt_size: Optional[int]) -> str:
     """What is wrong with a pair of sizes (width, height), or ''."""
@@ -505,19 +545,24 @@ def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: b
     return ''
 
 
+def _pair_paths(dataset: Dict) -> List[Dict[str, str]]:
+    """The ``{'lq_path', 'gt_path'}`` pairs PairedImageDataset would load (LMDB keys for an LMDB backend)."""
+    folders, keys = [dataset['dataroot_lq'], dataset['dataroot_gt']], ['lq', 'gt']
+    if dataset.get('io_backend', {}).get('type') == 'lmdb':
+        return paired_paths_from_lmdb(folders, keys)
+    tmpl = dataset.get('filename_tmpl', '{}')
+    if dataset.get('meta_info_file') is not None:
+        return paired_paths_from_meta_info_file(folders, keys, dataset['meta_info_file'], tmpl)
+    return paired_paths_from_folder(folders, keys, tmpl)
+
+
 def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Any, Any]]:
     """(gt name, lq name, gt (w, h), lq (w, h)) of every pair that PairedImageDataset would load; a size is a message
     instead where the header of that file cannot be read."""
-    folders, keys = [dataset['dataroot_lq'], dataset['dataroot_gt']], ['lq', 'gt']
+    paths = _pair_paths(dataset)
     if dataset.get('io_backend', {}).get('type') == 'lmdb':
-        lq_sizes, gt_sizes = (_lmdb_sizes(folder) for folder in folders)
-        return [(p['gt_path'], p['lq_path'], gt_sizes[p['gt_path']], lq_sizes[p['lq_path']])
-                for p in paired_paths_from_lmdb(folders, keys)]
-    tmpl = dataset.get('filename_tmpl', '{}')
-    if dataset.get('meta_info_file') is not None:
-        paths = paired_paths_from_meta_info_file(folders, keys, dataset['meta_info_file'], tmpl)
-    else:
-        paths = paired_paths_from_folder(folders, keys, tmpl)
+        lq_sizes, gt_sizes = (_lmdb_sizes(dataset[key]) for key in ('dataroot_lq', 'dataroot_gt'))
+        return [(p['gt_path'], p['lq_path'], gt_sizes[p['gt_path']], lq_sizes[p['lq_path']]) for p in paths]
 
     def size(path: str) -> Any:
         try:

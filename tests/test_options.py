@@ -364,6 +364,22 @@ def test_checks_do_not_change_the_seeded_initial_weights(data):
     assert torch.equal(torch.rand(3), expected)
 
 
+def test_training_set_smaller_than_a_batch_or_not_a_multiple_of_it(data):
+    """BasicSR counts ceil(samples / batch) iterations per epoch but drops the incomplete batch: with fewer samples
+    than a batch nothing is trained (exit 0), otherwise training can end short of total_iter."""
+    opt = train_options(data, total_iter=4)  # 4 pairs
+    opt['datasets']['train']['batch_size_per_gpu'] = 8
+    (problem,) = problems(opt)
+    assert problem.startswith('datasets.train: 4 samples (image pairs x dataset_enlarge_ratio 1) do not fill one batch '
+                              'of batch_size_per_gpu 8 per process: BasicSR would end without training.')
+    opt['datasets']['train']['batch_size_per_gpu'] = 3
+    assert check_options(parsed(opt)) == [
+        'datasets.train: 4 samples are not a multiple of the batch (3 x 1 processes): BasicSR counts 2 iterations per '
+        'epoch but its loader gives 1, so training ends at iteration 3, not total_iter 4.']
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 3  # 12 samples: 4 full batches per epoch
+    assert check_options(parsed(opt)) == []
+
+
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):
     opt = eval_options(data, str(tmp_path))
     assert problems(opt, is_train=False) == [f'path.pretrain_network_g: {tmp_path} is a folder; give the weights '
