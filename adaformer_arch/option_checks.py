@@ -105,8 +105,14 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
             exit_with_errors(str(err.filename), ['the option file does not exist'])
         except yaml.YAMLError as err:
             exit_with_errors(_option_file(), [f'not valid YAML: {err}'])
-        except KeyError as err:  # parse_options indexes the options every file must have
-            exit_with_errors(_option_file(), [f'the required option {err} is missing'])
+        except KeyError as err:  # parse_options indexes the options every file must have, and --force_yml's keys
+            exit_with_errors(_option_file(), [_missing_key(err.args[0])])
+        except ValueError as err:
+            bad = [entry for entry in _force_yml_entries() if entry.count('=') != 1]
+            if not bad:
+                raise
+            exit_with_errors(_option_file(), [f'--force_yml {bad[0]}: write KEY:SUBKEY=VALUE, e.g. '
+                                              f'train:total_iter=1000 ({err})'])
         except (AttributeError, TypeError) as err:  # e.g. "datasets: [...]": parse_options walks them as mappings
             exit_with_errors(_option_file(), [f'the options are not laid out as BasicSR expects ({err}); e.g. '
                                               '"datasets" is a mapping of data sets, each a mapping of options'])
@@ -119,6 +125,28 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
         return opt, parsed
 
     return parse_and_check
+
+
+def _force_yml_entries() -> List[str]:
+    """The ``--force_yml`` entries of the command line (BasicSR's option: each ``KEY:SUBKEY=VALUE``)."""
+    argv = sys.argv[1:]
+    if '--force_yml' not in argv:
+        return []
+    rest = argv[argv.index('--force_yml') + 1:]
+    return rest[:next((i for i, arg in enumerate(rest) if arg.startswith('-')), len(rest))]
+
+
+def _missing_key(key: str) -> str:
+    """Why ``parse_options`` found no ``key``: a --force_yml key the file lacks, torchrun's environment, or an option
+    every file needs."""
+    for entry in _force_yml_entries():
+        if key in entry.split('=')[0].split(':'):
+            return (f'--force_yml {entry}: the option file has no {key!r}, and --force_yml only changes options the '
+                    'file has; add it to (a copy of) the file')
+    if key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
+        return (f'the environment variable {key} is not set: --launcher pytorch runs under torchrun (e.g. torchrun '
+                '--nproc_per_node=2 -m adaformer_arch.train -opt FILE --launcher pytorch), --launcher slurm under srun')
+    return f'the required option {key!r} is missing'
 
 
 def _option_file() -> str:

@@ -380,6 +380,23 @@ def test_training_set_smaller_than_a_batch_or_not_a_multiple_of_it(data):
     assert check_options(parsed(opt)) == []
 
 
+def test_command_line_mistakes_are_named(data, tmp_path, monkeypatch):
+    """--force_yml of a key the file lacks (it cannot add keys), a --force_yml entry without '=', and
+    --launcher pytorch outside torchrun: exit 2 with what to do instead of a KeyError / ValueError traceback."""
+    monkeypatch.delenv('RANK', raising=False)  # as outside torchrun
+    opt_file = write_yaml(tmp_path / 'train.yml', train_options(data))
+    runs = [_run(['train', '-opt', str(opt_file), *extra], tmp_path) for extra in (
+        ['--force_yml', 'tile:tile_size=64'], ['--force_yml', 'train:total_iter'], ['--launcher', 'pytorch'])]
+    (_, tile_err), (_, equals_err), (_, launcher_err) = (run.communicate(timeout=300) for run in runs)
+    assert [run.returncode for run in runs] == [2, 2, 2]
+    assert "--force_yml tile:tile_size=64: the option file has no 'tile', and --force_yml only changes options" in \
+        tile_err
+    assert '--force_yml train:total_iter: write KEY:SUBKEY=VALUE' in equals_err
+    assert 'the environment variable RANK is not set: --launcher pytorch runs under torchrun' in launcher_err
+    assert 'Traceback' not in tile_err + equals_err + launcher_err
+    assert not (tmp_path / 'experiments').exists()
+
+
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):
     opt = eval_options(data, str(tmp_path))
     assert problems(opt, is_train=False) == [f'path.pretrain_network_g: {tmp_path} is a folder; give the weights '
