@@ -12,7 +12,7 @@ import argparse
 import torch
 
 from adaformer_arch.utils.atomic_io import atomic_torch_save
-from adaformer_arch.utils.weights import load_state_dict
+from adaformer_arch.utils.weights import WeightsError, load_state_dict
 
 
 def main() -> None:
@@ -20,7 +20,10 @@ def main() -> None:
     parser.add_argument('checkpoint', help='BasicSR net_g_<iter>.pth')
     parser.add_argument('output', help='release file to write')
     args = parser.parse_args()
-    state = load_state_dict(args.checkpoint)  # params_ema if present, else params; weights_only
+    try:
+        state = load_state_dict(args.checkpoint)  # params_ema if present, else params; weights_only
+    except WeightsError as err:
+        parser.error(str(err))
     atomic_torch_save({'params': {k: v.float().contiguous() for k, v in state.items()}}, args.output)
     size = sum(v.numel() for v in state.values())
     print(f'{args.output}: {len(state)} tensors, {size:,} values')

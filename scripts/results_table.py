@@ -42,7 +42,9 @@ def run_variant(base: Dict, label: str, network: Dict, weights: str, out: str, d
     path = os.path.join(out, f'{name}.yml')
     with open(path, 'w') as f:
         yaml.safe_dump(opt, f, sort_keys=False)
-    subprocess.run([sys.executable, '-m', 'adaformer_arch.cli', 'test', '-opt', path], check=True)
+    if subprocess.run([sys.executable, '-m', 'adaformer_arch.cli', 'test', '-opt', path]).returncode:
+        sys.exit(f'results_table.py: basicsr test -opt {path} failed (its error is above; a network_g setting it '
+                 'names is an option of this script: --estimator-dim, --swinir-weights, --weights)')
     stats = {}
     for dataset in opt['datasets'].values():
         with open(os.path.join('results', name, f'stats_{dataset["name"]}_{name}.json')) as f:

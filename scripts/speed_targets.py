@@ -84,10 +84,19 @@ def main() -> None:
     parser.add_argument('--floor', default='Conv floor')
     parser.add_argument('--out', help='also write the table (and the source files) to this markdown file')
     args = parser.parse_args()
-    rows = []
+    benches = []
     for path in args.bench_json:
         with open(path) as f:
-            rows += evaluate(json.load(f), args.adaformer, args.no_exit, args.reference, args.floor)
+            benches.append(json.load(f))
+    present = {row['network'] for bench in benches for row in bench['results']}
+    for option in ('adaformer', 'no_exit', 'reference', 'floor'):  # a name given by hand that no run has: a typo
+        name = getattr(args, option)
+        if name != parser.get_default(option) and name not in present:
+            parser.error(f"--{option.replace('_', '-')} {name!r} is in none of the runs (networks: "
+                         f"{', '.join(sorted(present))})")
+    rows = []
+    for bench in benches:
+        rows += evaluate(bench, args.adaformer, args.no_exit, args.reference, args.floor)
     text = table(rows)
     print(text)
     if args.out:

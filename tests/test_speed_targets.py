@@ -1,5 +1,8 @@
 """scripts/speed_targets.py: the issue's speed ratios computed from a bench JSON."""
 import importlib.util
+import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -32,3 +35,17 @@ def test_ratios_and_bounds():
     text = speed_targets.table([small, large])
     assert '| 480x270 | 50.0 % | 0.150 (met) | 1.600 (not met) | 0.333 vs 0.650 (met) | 0.500 | 2.00 |' in text
     assert '| 1920x1080 | 20.0 % | - | - | - | - | 7.00 (not met) |' in text
+
+
+def test_a_network_name_no_run_has_is_an_error(tmp_path):
+    """A name given by hand that is in none of the bench JSONs is a typo, not a missing peer ('-')."""
+    bench = tmp_path / 'bench.json'
+    bench.write_text(json.dumps({'results': [_row('AdaFormer', '480x270', 300.0, sparsity=0.5),
+                                             _row('SwinIR-light', '480x270', 2000.0)]}))
+    script = Path(__file__).parents[1] / 'scripts' / 'speed_targets.py'
+    proc = subprocess.run([sys.executable, str(script), str(bench), '--reference', 'SwinIR-lite'],
+                          capture_output=True, text=True)
+    assert proc.returncode == 2
+    assert "--reference 'SwinIR-lite' is in none of the runs (networks: AdaFormer, SwinIR-light)" in proc.stderr
+    proc = subprocess.run([sys.executable, str(script), str(bench)], capture_output=True, text=True)
+    assert proc.returncode == 0 and '| 480x270 | 50.0 % | 0.150 (met) | - |' in proc.stdout
