@@ -13,6 +13,9 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   not a number, batch options that are not integers, a ``gt_size`` that is not a multiple of the scale;
 * data set and metric ``type``s that are not registered, a ``PairedImageDataset`` without its folders, and
   ``num_gpu`` above 0 on a machine without CUDA;
+* a ``PairedImageDataset`` training set that does not fill one batch (BasicSR would end without training), and a
+  warning where its size makes training end more than 1 % short of ``total_iter``;
+* ``--force_yml`` entries for a block the file lacks or without ``=``, ``--launcher pytorch`` outside torchrun;
 * for ``model_type: AdaFormerModel``, keys of ``train`` and ``val`` that it does not read: an error when the key is
   a near miss of one it reads (``uncertainty_opts``), a warning otherwise (BasicSR ignores it);
 * ``scale`` disagreeing with ``network_g.upscale`` (given, or the network's default);
@@ -26,6 +29,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
   read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
 """
+import argparse
 import difflib
 import functools
 import inspect
@@ -45,6 +49,7 @@ from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_
                                     paired_paths_from_meta_info_file)
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
+from .data.image_io import hr_fits_lr
 from .utils.output_folder import folder_problem
 from .utils.precision import check_device, parse_autocast, parse_dtype
 from .utils.weights import WeightsError, load_state_dict, mismatches
@@ -111,8 +116,8 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
             bad = [entry for entry in _force_yml_entries() if entry.count('=') != 1]
             if not bad:
                 raise
-            exit_with_errors(_option_file(), [f'--force_yml {bad[0]}: write KEY:SUBKEY=VALUE, e.g. '
-                                              f'train:total_iter=1000 ({err})'])
+            exit_with_errors(_option_file(), [f'--force_yml {bad[0]}: write KEY:SUBKEY=VALUE (the value without '
+                                              f"'='), e.g. train:total_iter=1000 ({err})"])
         except (AttributeError, TypeError) as err:  # e.g. "datasets: [...]": parse_options walks them as mappings
             exit_with_errors(_option_file(), [f'the options are not laid out as BasicSR expects ({err}); e.g. '
                                               '"datasets" is a mapping of data sets, each a mapping of options'])
@@ -128,22 +133,21 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
 
 
 def _force_yml_entries() -> List[str]:
-    """The ``--force_yml`` entries of the command line (BasicSR's option: each ``KEY:SUBKEY=VALUE``)."""
-    argv = sys.argv[1:]
-    if '--force_yml' not in argv:
-        return []
-    rest = argv[argv.index('--force_yml') + 1:]
-    return rest[:next((i for i, arg in enumerate(rest) if arg.startswith('-')), len(rest))]
+    """The ``--force_yml`` entries of the command line (each ``KEY:SUBKEY=VALUE``), read as BasicSR's argparse reads
+    them (abbreviations, ``--force_yml=...``, the last of repeated ones)."""
+    parser = argparse.ArgumentParser(add_help=False)
+    parser.add_argument('--force_yml', nargs='+', default=[])
+    return parser.parse_known_args(sys.argv[1:])[0].force_yml
 
 
 def _missing_key(key: str) -> str:
     """Why ``parse_options`` found no ``key``: a --force_yml key the file lacks, torchrun's environment, or an option
     every file needs."""
     for entry in _force_yml_entries():
-        if key in entry.split('=')[0].split(':'):
-            return (f'--force_yml {entry}: the option file has no {key!r}, and --force_yml only changes options the '
-                    'file has; add it to (a copy of) the file')
-    if key in ('RANK', 'LOCAL_RANK', 'WORLD_SIZE', 'SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):
+        if key in entry.split('=')[0].split(':')[:-1]:  # BasicSR sets a missing last key, but no missing block
+            return (f'--force_yml {entry}: the option file has no block {key!r}, and --force_yml cannot create one; '
+                    'add it to (a copy of) the file')
+    if key in ('RANK', 'SLURM_PROCID', 'SLURM_NTASKS', 'SLURM_NODELIST'):  # what BasicSR's launchers read
         return (f'the environment variable {key} is not set: --launcher pytorch runs under torchrun (e.g. torchrun '
                 '--nproc_per_node=2 -m adaformer_arch.train -opt FILE --launcher pytorch), --launcher slurm under srun')
     return f'the required option {key!r} is missing'
@@ -373,6 +377,7 @@ def _network_argument(opt: Dict, name: str) -> Any:
 # options only AdaFormerModel reads; BasicSR's models (SRModel, ...) ignore them without a word
 ADAFORMER_MODEL_OPTIONS = (('tile',), ('val', 'dtype'), ('val', 'save_halting_maps'), ('train', 'uncertainty_opt'),
                            ('train', 'estimator_lr_mult'), ('train', 'estimator_only'), ('train', 'autocast'))
+SHORTFALL_WARNED = 0.01  # share of total_iter that a run may end short of without a warning
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
 OPTIMIZERS = ('Adam',)  # BaseModel.get_optimizer of basicsr 1.4.2 builds Adam only
 
@@ -526,12 +531,15 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: boo
 
 
 def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
-    """A ``PairedImageDataset`` training set against its batch: BasicSR counts ``ceil(samples / batch)`` iterations
-    per epoch, but its loader drops the last, incomplete batch. With fewer samples than one batch nothing is
-    trained (and the run ends "successfully"); otherwise training can end short of ``total_iter``. -> (problems,
-    warnings)."""
+    """A ``PairedImageDataset`` training set against its batch: BasicSR counts ``ceil(samples / (batch x
+    world_size))`` iterations per epoch, but its loader drops the last, incomplete batch. With fewer samples than one
+    batch nothing is trained (and the run ends "successfully"); otherwise training can end short of ``total_iter``
+    (warned when by more than ``SHORTFALL_WARNED`` of it). -> (problems, warnings)."""
     problems, warnings = [], []
     world = opt.get('world_size', 1)
+    # DataParallel (several GPUs, no launcher): one loader batch is batch_size_per_gpu x num_gpu, counted as one
+    num_gpu = opt.get('num_gpu', 0)
+    gpus_per_batch = num_gpu if not opt.get('dist') and is_integer(num_gpu, 2) else 1
     total_iter = (opt.get('train') or {}).get('total_iter')
     for phase, dataset in (opt.get('datasets') or {}).items():
         if not phase.startswith('train') or dataset.get('type') != 'PairedImageDataset':
@@ -543,19 +551,20 @@ def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
             samples = len(_pair_paths(dataset)) * ratio
         except (AssertionError, ValueError, OSError):
             continue  # reported by _check_dataset
-        full_batches = math.ceil(samples / world) // batch  # per process and epoch (EnlargedSampler, drop_last)
+        loader_batch = batch * gpus_per_batch
+        full_batches = math.ceil(samples / world) // loader_batch  # per process and epoch (EnlargedSampler, drop_last)
         counted = math.ceil(samples / (batch * world))  # BasicSR's iterations per epoch
         where = f'datasets.{phase}'
         if full_batches == 0:
             problems.append(f'{where}: {samples} samples (image pairs x dataset_enlarge_ratio {ratio}) do not fill '
-                            f'one batch of batch_size_per_gpu {batch} per process: BasicSR would end without '
-                            'training. Add images, raise dataset_enlarge_ratio or lower batch_size_per_gpu.')
+                            f'one batch of {loader_batch} per process (batch_size_per_gpu {batch}): BasicSR would end '
+                            'without training. Add images, raise dataset_enlarge_ratio or lower batch_size_per_gpu.')
         elif is_number(total_iter, 1) and full_batches < counted:
             reached = (math.ceil(int(total_iter) / counted) + 1) * full_batches  # epochs 0..total_epochs
-            if reached < int(total_iter):
-                warnings.append(f'{where}: {samples} samples are not a multiple of the batch ({batch} x {world} '
-                                f'processes): BasicSR counts {counted} iterations per epoch but its loader gives '
-                                f'{full_batches}, so training ends at iteration {reached}, not total_iter '
+            if reached < int(total_iter) * (1 - SHORTFALL_WARNED):
+                warnings.append(f'{where}: with {samples} samples and batches of {loader_batch} x {world} processes, '
+                                f'BasicSR counts {counted} iterations per epoch but its loader gives {full_batches}: '
+                                f'a run from iteration 0 ends at iteration {reached}, not total_iter '
                                 f'{int(total_iter)}.')
     return problems, warnings
 
@@ -563,11 +572,10 @@ def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
 def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: bool,
                   gt_size: Optional[int]) -> str:
     """What is wrong with a pair of sizes (width, height), or ''."""
-    for g, q in zip(gt, lq):
-        if train and g != q * scale:
-            return f'for training HR must be exactly {scale} x LR'
-        if not train and not q * scale <= g < (q + 1) * scale:
-            return f'HR must be {scale} x LR (plus less than {scale} px of border)'
+    if train and tuple(gt) != tuple(q * scale for q in lq):
+        return f'for training HR must be exactly {scale} x LR'
+    if not train and not hr_fits_lr(gt, lq, scale):
+        return f'HR must be {scale} x LR (plus less than {scale} px of border)'
     if gt_size and min(lq) < gt_size // scale:
         return f'the LR image is smaller than the training patch (gt_size / scale = {gt_size // scale} px)'
     return ''

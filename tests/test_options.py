@@ -15,7 +15,7 @@ import yaml
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
-from adaformer_arch.option_checks import OptionError, check_options
+from adaformer_arch.option_checks import OptionError, _check_batches, check_options
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 
@@ -371,30 +371,34 @@ def test_training_set_smaller_than_a_batch_or_not_a_multiple_of_it(data):
     opt['datasets']['train']['batch_size_per_gpu'] = 8
     (problem,) = problems(opt)
     assert problem.startswith('datasets.train: 4 samples (image pairs x dataset_enlarge_ratio 1) do not fill one batch '
-                              'of batch_size_per_gpu 8 per process: BasicSR would end without training.')
+                              'of 8 per process (batch_size_per_gpu 8): BasicSR would end without training.')
     opt['datasets']['train']['batch_size_per_gpu'] = 3
     assert check_options(parsed(opt)) == [
-        'datasets.train: 4 samples are not a multiple of the batch (3 x 1 processes): BasicSR counts 2 iterations per '
-        'epoch but its loader gives 1, so training ends at iteration 3, not total_iter 4.']
+        'datasets.train: with 4 samples and batches of 3 x 1 processes, BasicSR counts 2 iterations per epoch but its '
+        'loader gives 1: a run from iteration 0 ends at iteration 3, not total_iter 4.']
     opt['datasets']['train']['dataset_enlarge_ratio'] = 3  # 12 samples: 4 full batches per epoch
     assert check_options(parsed(opt)) == []
+    opt['datasets']['train']['dataset_enlarge_ratio'] = 1
+    opt['train']['total_iter'] = 1000  # 1 of 2 counted iterations per epoch: ends at 501
+    assert 'a run from iteration 0 ends at iteration 501, not total_iter 1000.' in check_options(parsed(opt))[0]
+    opt['train']['total_iter'], opt['datasets']['train']['batch_size_per_gpu'] = 4, 2
+    opt['world_size'] = 2  # DDP: 2 samples per process, one batch of 2 each, as BasicSR counts
+    assert check_options(parsed(opt)) == []
+    opt['world_size'], opt['num_gpu'] = 1, 2  # DataParallel: a loader batch is 2 x 2 = all 4 samples
+    assert _check_batches(parsed(opt)) == ([], [
+        'datasets.train: with 4 samples and batches of 4 x 1 processes, BasicSR counts 2 iterations per epoch but its '
+        'loader gives 1: a run from iteration 0 ends at iteration 3, not total_iter 4.'])
+    opt['datasets']['train']['batch_size_per_gpu'] = 3  # 6 per loader batch: nothing trained
+    assert 'do not fill one batch of 6 per process (batch_size_per_gpu 3)' in _check_batches(parsed(opt))[0][0]
 
 
-def test_command_line_mistakes_are_named(data, tmp_path, monkeypatch):
-    """--force_yml of a key the file lacks (it cannot add keys), a --force_yml entry without '=', and
-    --launcher pytorch outside torchrun: exit 2 with what to do instead of a KeyError / ValueError traceback."""
-    monkeypatch.delenv('RANK', raising=False)  # as outside torchrun
-    opt_file = write_yaml(tmp_path / 'train.yml', train_options(data))
-    runs = [_run(['train', '-opt', str(opt_file), *extra], tmp_path) for extra in (
-        ['--force_yml', 'tile:tile_size=64'], ['--force_yml', 'train:total_iter'], ['--launcher', 'pytorch'])]
-    (_, tile_err), (_, equals_err), (_, launcher_err) = (run.communicate(timeout=300) for run in runs)
-    assert [run.returncode for run in runs] == [2, 2, 2]
-    assert "--force_yml tile:tile_size=64: the option file has no 'tile', and --force_yml only changes options" in \
-        tile_err
-    assert '--force_yml train:total_iter: write KEY:SUBKEY=VALUE' in equals_err
-    assert 'the environment variable RANK is not set: --launcher pytorch runs under torchrun' in launcher_err
-    assert 'Traceback' not in tile_err + equals_err + launcher_err
-    assert not (tmp_path / 'experiments').exists()
+def test_a_shortfall_under_one_percent_is_not_warned(data):
+    """100 samples in batches of 3: BasicSR counts 34 iterations per epoch, the loader gives 33."""
+    opt = train_options(data, total_iter=1360)  # 40 counted epochs (+1): ends at 41 x 33 = 1353, 0.5 % short
+    opt['datasets']['train'].update(batch_size_per_gpu=3, dataset_enlarge_ratio=25)
+    assert _check_batches(parsed(opt)) == ([], [])
+    opt['train']['total_iter'] = 3400  # 100 counted epochs: ends at 3333, 2 % short
+    assert 'ends at iteration 3333, not total_iter 3400' in _check_batches(parsed(opt))[1][0]
 
 
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):

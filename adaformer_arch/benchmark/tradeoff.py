@@ -18,7 +18,7 @@ from basicsr.data.data_util import paired_paths_from_folder
 from basicsr.metrics import calculate_psnr
 from basicsr.utils import img2tensor, tensor2img
 
-from ..data.image_io import image_size
+from ..data.image_io import hr_fits_lr, image_size
 from .macs import profile
 from .networks import bare
 from .options import BenchError
@@ -41,7 +41,7 @@ def dataset_pairs(hr_dir: str, lr_dir: str, scale: int) -> List[Dict[str, str]]:
         lq, gt = image_size(pair['lq_path']), image_size(pair['gt_path'])
         if lq is None or gt is None:
             raise BenchError(f"cannot read the header of {pair['lq_path'] if lq is None else pair['gt_path']}")
-        if not all(q * scale <= g < (q + 1) * scale for q, g in zip(lq, gt)):
+        if not hr_fits_lr(gt, lq, scale):
             raise BenchError(f"{pair['gt_path']} is {gt[0]}x{gt[1]} (HxW) but its LR {pair['lq_path']} is "
                              f'{lq[0]}x{lq[1]}: HR must be {scale}x the LR; check --dataset-hr and --dataset-lr')
     return sorted(pairs, key=lambda p: p['lq_path'])

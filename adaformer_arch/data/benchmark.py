@@ -12,7 +12,7 @@ from typing import List, Optional
 from basicsr.data.transforms import mod_crop
 
 from ..utils.image_io import ImageReadError
-from .image_io import image_size, list_images, read_image
+from .image_io import hr_fits_lr, image_size, list_images, read_image
 from .image_ops import bicubic_downscale
 from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 
@@ -82,7 +82,7 @@ def _check_pair_sizes(tasks: List[BenchmarkTask], scale: int) -> None:
         if hr is None or lr is None:
             continue  # undecodable: reported and skipped by its job
         cropped = (hr[0] - hr[0] % scale, hr[1] - hr[1] % scale)
-        if (lr[0] * scale, lr[1] * scale) != cropped:
+        if not hr_fits_lr(hr, lr, scale):
             bad.append(f'  {os.path.basename(task.hr_path)} ({hr[1]}x{hr[0]}, cropped {cropped[1]}x{cropped[0]}) '
                        f'<-> {os.path.basename(task.lr_path)} ({lr[1]}x{lr[0]}, x{scale} = '
                        f'{lr[1] * scale}x{lr[0] * scale})')

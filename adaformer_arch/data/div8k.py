@@ -73,7 +73,6 @@ def prepare_div8k_image(out: str, task: Div8kTask) -> JobResult:
 def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
     """Prepare ``OUT/Test2K``, ``OUT/Test4K`` and ``OUT/Test8K`` from the DIV8K images in ``hr_dir``."""
     names = list_images(hr_dir)
-    check_unique_stems(hr_dir, names)
     tasks, ignored = [], []
     for name in names:
         number = image_number(name)
@@ -85,6 +84,7 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
     if not tasks:
         raise InputError(f"'{hr_dir}' holds no DIV8K images numbered 1201-1500 (e.g. 1201.png); "
                          f'it holds {len(names)} image files')
+    check_unique_stems(hr_dir, [os.path.basename(task.path) for task in tasks])  # the images it would prepare
     if ignored:
         print(f'ignoring {len(ignored)} images outside 1201-1500: {", ".join(ignored[:5])}'
               f'{" ..." if len(ignored) > 5 else ""}')

@@ -3,7 +3,7 @@
 Inputs come in every flavour (greyscale, 16-bit, RGBA, broken files); everything downstream sees ``(H, W, 3)``
 uint8 BGR arrays, and each conversion is reported as a note so the user knows what happened.
 """
-from typing import List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
 import cv2
 import numpy as np
@@ -21,6 +21,12 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '
 def list_images(folder: str) -> List[str]:
     """Sorted names of the image files directly in ``folder`` (by extension, case-insensitive; no hidden files)."""
     return sorted(name for name in scandir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def hr_fits_lr(hr: Sequence[int], lr: Sequence[int], scale: int) -> bool:
+    """An HR size is ``scale`` times the LR size plus less than ``scale`` pixels of border, side by side (the HR
+    image's mod-``scale`` crop is exactly ``scale`` x LR): how benchmark sets pair their HR and LR images."""
+    return all(q * scale <= g < (q + 1) * scale for g, q in zip(hr, lr))
 
 
 def image_size(path: str) -> Optional[Tuple[int, int]]:
