@@ -183,6 +183,17 @@ def test_inputs_differing_only_in_extension_are_refused(tmp_path, capsys, comman
     assert not (tmp_path / 'out').exists()
 
 
+def test_div2k_notes_images_outside_the_split(tmp_path, capsys):
+    """--split valid on training images (0001-0800) is likely a mix-up: noted, not refused (other sets use it)."""
+    write(tmp_path / 'HR' / '0001.png', smooth_image(48, 48, 1))
+    write(tmp_path / 'HR' / '0801.png', smooth_image(48, 48, 2))
+    prepare(['div2k', '--hr', str(tmp_path / 'HR'), '--out', str(tmp_path / 'out'), '--split', 'valid', '--scales',
+             '4'])
+    out = capsys.readouterr().out
+    assert "note: 1 of 2 images in" in out and "are not numbered 0801-0900 as DIV2K's valid split (0001.png)" in out
+    assert names(tmp_path / 'out' / 'DIV2K_valid_HR') == ['0001.png', '0801.png']
+
+
 def test_div2k_lmdb_without_any_sub_image_says_so(tmp_path, capsys):
     write(tmp_path / 'HR' / '0001.png', smooth_image(40, 40, 1))  # smaller than the crop: no sub-images
     prepare(['div2k', '--hr', str(tmp_path / 'HR'), '--out', str(tmp_path / 'out'), '--scales', '4', '--lmdb'])

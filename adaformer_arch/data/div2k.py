@@ -23,10 +23,12 @@ import numpy as np
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import image_size, list_images
+from .image_io import image_number, image_size, list_images
 from .image_ops import bicubic_downscale, sub_image_boxes
 from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 from .lmdb_build import build_lmdb
+
+SPLIT_NUMBERS = {'train': (1, 800), 'valid': (801, 900)}  # DIV2K's image numbers per split
 
 
 @dataclass(frozen=True)
@@ -141,6 +143,12 @@ def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), spli
     if not names:
         raise InputError(f"HR folder '{hr_dir}' holds no image files")
     check_unique_stems(hr_dir, names)
+    first, last = SPLIT_NUMBERS[split]
+    outside = [n for n in names if not first <= (image_number(n) or 0) <= last]
+    if outside:  # a note, not an error: other sets (Flickr2K, ...) can use this layout too
+        print(f"note: {len(outside)} of {len(names)} images in '{hr_dir}' are not numbered {first:04d}-{last:04d} as "
+              f"DIV2K's {split} split ({', '.join(outside[:5])}{' ...' if len(outside) > 5 else ''}); check --hr and "
+              '--split')
     write_hr = not _same_folder(hr_dir, os.path.join(out, f'DIV2K_{split}_HR'))
     config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
     results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],

@@ -12,13 +12,12 @@ and ``OUT/<set>/LR_bicubic/X4/<stem>.png``.
 """
 import functools
 import os
-import re
 from dataclasses import dataclass
 from typing import List, Optional, Tuple
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import list_images
+from .image_io import image_number, list_images
 from .image_ops import bicubic_downscale
 from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
 
@@ -33,12 +32,6 @@ class Div8kTask:
     path: str
     test_set: str
     factor: int
-
-
-def image_number(name: str) -> Optional[int]:
-    """The DIV8K number from the leading digits of the file stem (``1201.png`` -> 1201), or ``None``."""
-    match = re.match(r'\d+', os.path.splitext(name)[0])
-    return int(match.group()) if match else None
 
 
 def test_set_of(number: int) -> Optional[Tuple[str, int]]:

@@ -3,6 +3,8 @@
 Inputs come in every flavour (greyscale, 16-bit, RGBA, broken files); everything downstream sees ``(H, W, 3)``
 uint8 BGR arrays, and each conversion is reported as a note so the user knows what happened.
 """
+import os
+import re
 from typing import List, Optional, Sequence, Tuple
 
 import cv2
@@ -21,6 +23,12 @@ IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '
 def list_images(folder: str) -> List[str]:
     """Sorted names of the image files directly in ``folder`` (by extension, case-insensitive; no hidden files)."""
     return sorted(name for name in scandir(folder) if name.lower().endswith(IMAGE_EXTENSIONS))
+
+
+def image_number(name: str) -> Optional[int]:
+    """The number of a DIV2K/DIV8K image from the leading digits of its stem (``1201.png`` -> 1201), or ``None``."""
+    match = re.match(r'\d+', os.path.splitext(name)[0])
+    return int(match.group()) if match else None
 
 
 def hr_fits_lr(hr: Sequence[int], lr: Sequence[int], scale: int) -> bool:
