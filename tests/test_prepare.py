@@ -227,6 +227,8 @@ def test_div2k_sub_images_lr_and_lmdb_read_by_paired_image_dataset(tmp_path, cap
     np.testing.assert_array_equal(read(out / 'DIV2K_train_LR_bicubic' / 'X4_sub' / '0001_s030.png'),
                                   lr4[13:19, 19:25])
     assert 'smaller than --crop-size 24: no sub-images: 0003.png' in capsys.readouterr().out
+    prepare(args)  # a re-run: everything complete, and the image without sub-images is still named
+    assert 'smaller than --crop-size 24: no sub-images: 0003.png' in capsys.readouterr().out
 
     dataset = PairedImageDataset({
         'name': 'div2k', 'phase': 'val', 'scale': 4, 'filename_tmpl': '{}', 'io_backend': {'type': 'lmdb'},

@@ -88,6 +88,9 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
     expected = config.outputs(stem, *size) if size is not None and min(size) >= config.multiple else ()
     img = result.read_input(path, expected)
     if img is None:
+        if result.existing:  # complete from an earlier run: say again what it did not make
+            result.notes += _sub_image_notes(config, size[0] - size[0] % config.multiple,
+                                             size[1] - size[1] % config.multiple)
         return result
     h, w = img.shape[:2]
     m = config.multiple
@@ -110,18 +113,24 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
         result.output(os.path.join(config.hr_dir(), f'{stem}.png'), lambda: hr)
     for s in config.scales:
         result.output(os.path.join(config.lr_dir(s), f'{stem}x{s}.png'), functools.partial(lr, s))
+    result.notes += _sub_image_notes(config, *hr.shape[:2])
     if config.sub_images:
         c = config.crop_size
-        boxes = sub_image_boxes(*hr.shape[:2], c, config.step)
-        if not boxes:
-            result.notes.append(f'smaller than --crop-size {c}: no sub-images')
-        for i, (y, x) in enumerate(boxes):
+        for i, (y, x) in enumerate(sub_image_boxes(*hr.shape[:2], c, config.step)):
             sub = f'{stem}_s{i + 1:03d}.png'
             result.output(os.path.join(config.hr_sub_dir(), sub), lambda y=y, x=x: hr[y:y + c, x:x + c])
             for s in config.scales:
                 result.output(os.path.join(config.lr_sub_dir(s), sub),
                               lambda y=y, x=x, s=s: lr(s)[y // s:(y + c) // s, x // s:(x + c) // s])
     return result
+
+
+def _sub_image_notes(config: Div2kConfig, height: int, width: int) -> List[str]:
+    """['smaller than --crop-size ...'] for a training image (cropped to ``height`` x ``width``) too small for any
+    sub-image, else []."""
+    if config.sub_images and not sub_image_boxes(height, width, config.crop_size, config.step):
+        return [f'smaller than --crop-size {config.crop_size}: no sub-images']
+    return []
 
 
 def _same_folder(a: str, b: str) -> bool:
