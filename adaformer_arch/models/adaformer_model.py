@@ -197,29 +197,27 @@ class AdaFormerModel(SRModel):
         net.eval()
         tile = self.opt.get('tile')
 
-        def forward() -> Tuple[Tensor, Optional[Dict]]:
-            if tile:
-                return self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
-            if isinstance(net, AdaFormer):
-                return forward_in_own_dtype(net, self.lq, return_aux=True)
-            return self._padded_forward(net, self.lq), None
-
         with torch.no_grad(), _no_cudnn_autotuning():
             if self.device.type == 'cuda' and not self._cuda_started:
                 # untimed, on a small corner: CUDA starts its libraries (cuDNN, cuBLAS) at the first forward
-                corner = self.lq[..., :CUDA_WARMUP_PIXELS, :CUDA_WARMUP_PIXELS]
-                if isinstance(net, AdaFormer):
-                    forward_in_own_dtype(net, corner)
-                else:
-                    self._padded_forward(net, corner)
+                self._whole_forward(net, self.lq[..., :CUDA_WARMUP_PIXELS, :CUDA_WARMUP_PIXELS])
                 self._cuda_started = True
             _sync(self.device)
             start = time.perf_counter()
-            self.output, aux = forward()
+            if tile:
+                self.output, aux = self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
+            else:
+                self.output, aux = self._whole_forward(net, self.lq)
             _sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
         self._record_test(aux, latency)
+
+    def _whole_forward(self, net: torch.nn.Module, lq: Tensor) -> Tuple[Tensor, Optional[Dict]]:
+        """(B, C, h, w) -> (B, C', h*s, w*s) SR in float32 and AdaFormer's aux (None for other networks)."""
+        if isinstance(net, AdaFormer):
+            return forward_in_own_dtype(net, lq, return_aux=True)
+        return self._padded_forward(net, lq), None
 
     def _tiled_forward(self, net: torch.nn.Module, tile_size: int, tile_pad: int) -> Tuple[Tensor, Optional[Dict]]:
         """The option ``tile: {tile_size, tile_pad}`` (as in HAT): ``lq`` super-resolved in tiles whose kept cores
