@@ -201,10 +201,15 @@ def check_options(opt: Dict) -> List[str]:
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
         problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
                         '(or a text appended to the image names).')
+    pair_counts: Dict[str, int] = {}  # phase -> HR/LR pairs listed by _check_dataset
     for phase, dataset in (opt.get('datasets') or {}).items():
-        problems += _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'), opt.get('is_train', True))
+        dataset_problems, pairs = _check_dataset(f'datasets.{phase}', dataset, opt.get('scale'),
+                                                 opt.get('is_train', True))
+        problems += dataset_problems
+        if pairs is not None:
+            pair_counts[phase] = pairs
     if not problems and opt.get('is_train', True):
-        batch_problems, batch_warnings = _check_batches(opt)
+        batch_problems, batch_warnings = _check_batches(opt, pair_counts)
         problems += batch_problems
         warnings += batch_warnings
     if problems:
@@ -242,11 +247,14 @@ SIMPLE_TYPES = {bool: 'true or false', int: 'an integer', float: 'a number', str
 def _fits(value: Any, param: inspect.Parameter) -> bool:
     """``value`` suits the argument's annotation (only bool, int, float and str are checked; a None default also
     takes None)."""
-    kind = param.annotation
-    if kind not in SIMPLE_TYPES or (value is None and param.default is None):
-        return True
+    return (param.annotation not in SIMPLE_TYPES or (value is None and param.default is None)
+            or _has_type(value, param.annotation))
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind`` (one of SIMPLE_TYPES) as YAML gives it: a float also takes an int; a bool is neither."""
     if kind is float:
-        return isinstance(value, (int, float)) and not isinstance(value, bool)
+        return is_number(value, -math.inf)
     return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
 
 
@@ -258,8 +266,7 @@ def _unquote_hint(value: Any, kind: Any) -> str:
         unquoted = yaml.safe_load(value)
     except yaml.YAMLError:
         return ''
-    fits = _fits(unquoted, inspect.Parameter('x', inspect.Parameter.KEYWORD_ONLY, annotation=kind))
-    return ' (remove the quotes)' if fits and not isinstance(unquoted, str) else ''
+    return ' (remove the quotes)' if _has_type(unquoted, kind) and not isinstance(unquoted, str) else ''
 
 
 def _build_network_g(cfg: Dict) -> Tuple[Optional[torch.nn.Module], List[str]]:
@@ -487,29 +494,31 @@ def _check_scale(opt: Dict) -> List[str]:
     return []
 
 
-def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: bool = True) -> List[str]:
+def _check_dataset(where: str, dataset: Any, scale: Optional[int],
+                   is_train: bool = True) -> Tuple[List[str], Optional[int]]:
     """A data set block: a registered ``type``, its folders and files exist, and for ``PairedImageDataset`` the
-    HR/LR pairs fit the scale (sizes from the headers)."""
+    HR/LR pairs fit the scale (sizes from the headers). -> (problems, the number of pairs where they were listed)."""
     if not isinstance(dataset, dict):
-        return [f'{where}: expected a block of data set options (type, dataroot_gt, ...), got {dataset!r}']
+        return [f'{where}: expected a block of data set options (type, dataroot_gt, ...), got {dataset!r}'], None
     if not registered(DATASET_REGISTRY, dataset.get('type')):
         kind = dataset.get('type')
-        return [f'{where}.type: no data set named {kind!r}{closest(str(kind), DATASET_REGISTRY.keys())}']
+        return [f'{where}.type: no data set named {kind!r}{closest(str(kind), DATASET_REGISTRY.keys())}'], None
     if dataset['type'] == 'PairedImageDataset':
         missing = [key for key in ('dataroot_gt', 'dataroot_lq') if not dataset.get(key)]
         if missing:
-            return [f'{where}: PairedImageDataset needs {" and ".join(missing)} (the HR and LR folders); add them']
+            return [f'{where}: PairedImageDataset needs {" and ".join(missing)} (the HR and LR folders); '
+                    'add them'], None
     problems = []
     for key, value in dataset.items():
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
             problems.append(f'{where}.{key}: {value} does not exist (relative paths start from the working '
                             f'directory {os.getcwd()}). Fix the path or prepare the data (docs/datasets.md).')
     if problems or dataset.get('type') != 'PairedImageDataset' or not isinstance(scale, int):
-        return problems
+        return problems, None
     try:
         pairs = _pair_sizes(dataset)
     except (AssertionError, ValueError, OSError) as err:
-        return [f'{where}: the HR/LR pairs cannot be listed: {err}']
+        return [f'{where}: the HR/LR pairs cannot be listed: {err}'], None
     gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
     bad, unreadable = [], []
     for gt_path, lq_path, gt, lq in pairs:
@@ -527,14 +536,15 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int], is_train: boo
         more = f'; and {len(unreadable) - MAX_PAIRS_NAMED} more' if len(unreadable) > MAX_PAIRS_NAMED else ''
         problems.append(f'{where}: {len(unreadable)} of {len(pairs)} images cannot be read: '
                         f'{"; ".join(unreadable[:MAX_PAIRS_NAMED])}{more}. Re-save or remove them.')
-    return problems
+    return problems, len(pairs)
 
 
-def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
-    """A ``PairedImageDataset`` training set against its batch: BasicSR counts ``ceil(samples / (batch x
-    world_size))`` iterations per epoch, but its loader drops the last, incomplete batch. With fewer samples than one
-    batch nothing is trained (and the run ends "successfully"); otherwise training can end short of ``total_iter``
-    (warned when by more than ``SHORTFALL_WARNED`` of it). -> (problems, warnings)."""
+def _check_batches(opt: Dict, pair_counts: Dict[str, int]) -> Tuple[List[str], List[str]]:
+    """A ``PairedImageDataset`` training set (``pair_counts``: its HR/LR pairs by phase, as ``_check_dataset``
+    listed them) against its batch: BasicSR counts ``ceil(samples / (batch x world_size))`` iterations per epoch, but
+    its loader drops the last, incomplete batch. With fewer samples than one batch nothing is trained (and the run
+    ends "successfully"); otherwise training can end short of ``total_iter`` (warned when by more than
+    ``SHORTFALL_WARNED`` of it). -> (problems, warnings)."""
     problems, warnings = [], []
     world = opt.get('world_size', 1)
     # DataParallel (several GPUs, no launcher): one loader batch is batch_size_per_gpu x num_gpu, counted as one
@@ -542,15 +552,12 @@ def _check_batches(opt: Dict) -> Tuple[List[str], List[str]]:
     gpus_per_batch = num_gpu if not opt.get('dist') and is_integer(num_gpu, 2) else 1
     total_iter = (opt.get('train') or {}).get('total_iter')
     for phase, dataset in (opt.get('datasets') or {}).items():
-        if not phase.startswith('train') or dataset.get('type') != 'PairedImageDataset':
+        if not phase.startswith('train') or phase not in pair_counts:
             continue
         batch, ratio = dataset.get('batch_size_per_gpu'), dataset.get('dataset_enlarge_ratio', 1)
         if not is_integer(batch, 1) or not is_integer(ratio, 1) or not is_integer(world, 1):
             continue
-        try:
-            samples = len(_pair_paths(dataset)) * ratio
-        except (AssertionError, ValueError, OSError):
-            continue  # reported by _check_dataset
+        samples = pair_counts[phase] * ratio
         loader_batch = batch * gpus_per_batch
         full_batches = math.ceil(samples / world) // loader_batch  # per process and epoch (EnlargedSampler, drop_last)
         counted = math.ceil(samples / (batch * world))  # BasicSR's iterations per epoch

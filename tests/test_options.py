@@ -385,20 +385,21 @@ def test_training_set_smaller_than_a_batch_or_not_a_multiple_of_it(data):
     opt['world_size'] = 2  # DDP: 2 samples per process, one batch of 2 each, as BasicSR counts
     assert check_options(parsed(opt)) == []
     opt['world_size'], opt['num_gpu'] = 1, 2  # DataParallel: a loader batch is 2 x 2 = all 4 samples
-    assert _check_batches(parsed(opt)) == ([], [
+    assert _check_batches(parsed(opt), {'train': 4}) == ([], [
         'datasets.train: with 4 samples and batches of 4 x 1 processes, BasicSR counts 2 iterations per epoch but its '
         'loader gives 1: a run from iteration 0 ends at iteration 3, not total_iter 4.'])
     opt['datasets']['train']['batch_size_per_gpu'] = 3  # 6 per loader batch: nothing trained
-    assert 'do not fill one batch of 6 per process (batch_size_per_gpu 3)' in _check_batches(parsed(opt))[0][0]
+    problems_, _ = _check_batches(parsed(opt), {'train': 4})
+    assert 'do not fill one batch of 6 per process (batch_size_per_gpu 3)' in problems_[0]
 
 
 def test_a_shortfall_under_one_percent_is_not_warned(data):
     """100 samples in batches of 3: BasicSR counts 34 iterations per epoch, the loader gives 33."""
     opt = train_options(data, total_iter=1360)  # 40 counted epochs (+1): ends at 41 x 33 = 1353, 0.5 % short
-    opt['datasets']['train'].update(batch_size_per_gpu=3, dataset_enlarge_ratio=25)
-    assert _check_batches(parsed(opt)) == ([], [])
+    opt['datasets']['train'].update(batch_size_per_gpu=3, dataset_enlarge_ratio=25)  # 4 pairs x 25
+    assert _check_batches(parsed(opt), {'train': 4}) == ([], [])
     opt['train']['total_iter'] = 3400  # 100 counted epochs: ends at 3333, 2 % short
-    assert 'ends at iteration 3333, not total_iter 3400' in _check_batches(parsed(opt))[1][0]
+    assert 'ends at iteration 3333, not total_iter 3400' in _check_batches(parsed(opt), {'train': 4})[1][0]
 
 
 def test_pretrained_weights_given_as_a_folder(data, tmp_path):
