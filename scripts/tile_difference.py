@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 import adaformer_arch  # noqa: F401
+from basicsr.utils import tensor2img
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.cli import positive_int
@@ -28,8 +29,9 @@ from adaformer_arch.utils.weights import load_weights
 
 
 def to_levels(sr: torch.Tensor) -> np.ndarray:
-    """(1, 3, H, W) float output -> (H, W, 3) 8-bit levels, as ``basicsr infer`` writes them."""
-    return np.round(sr[0].clamp(0, 1).permute(1, 2, 0).numpy() * 255.0).astype(np.int16)
+    """(1, 3, H, W) float output -> (H, W, 3) 8-bit levels (BasicSR's ``tensor2img``, as an 8-bit image is written),
+    as signed integers so that they can be subtracted."""
+    return tensor2img(sr).astype(np.int16)
 
 
 def compare(tiled: np.ndarray, whole: np.ndarray) -> Dict[str, float]:
