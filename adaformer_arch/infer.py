@@ -41,6 +41,7 @@ from .cli import positive_int
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
+from .utils.output_folder import folder_problem
 from .utils.precision import DTYPES, check_device, forward_in_own_dtype
 from .utils.tiling import run_tiled, tile_count
 from .utils.weights import WeightsError, WeightsMismatchError, load_weights
@@ -258,6 +259,9 @@ def is_out_of_memory(err: RuntimeError) -> bool:
 
 
 def run(args: argparse.Namespace) -> List[Failure]:
+    problem = folder_problem(args.output)
+    if problem:
+        raise InferError(f'cannot create the output folder {args.output} ({problem}); choose another -o')
     device = choose_device(args.device)
     net = build_network(args, device)
     tile, overlap = tile_settings(args, net.window_size)
@@ -265,10 +269,7 @@ def run(args: argparse.Namespace) -> List[Failure]:
     if ignored:
         print(f'ignoring {len(ignored)} file(s) without an image extension in {args.input}: {", ".join(ignored)}',
               file=sys.stderr)
-    try:
-        os.makedirs(args.output, exist_ok=True)
-    except OSError as err:
-        raise InferError(f'cannot create the output folder {args.output}: {err.strerror}; choose another -o') from None
+    os.makedirs(args.output, exist_ok=True)
     failures: List[Failure] = []
     taken: Dict[str, str] = {}
     for path in tqdm(files, desc='basicsr infer', unit='img', disable=None):
