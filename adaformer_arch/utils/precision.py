@@ -65,7 +65,7 @@ class Autocast(nn.Module):
         self.dtype = dtype
 
     def forward(self, x: Tensor, **kwargs) -> Any:
-        with torch.autocast(x.device.type, dtype=self.dtype):
+        with mixed_precision(x.device.type, self.dtype):
             return self.net(x, **kwargs)
 
 
