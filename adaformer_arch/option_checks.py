@@ -12,7 +12,7 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 * for training: an optimiser or scheduler basicsr 1.4.2 does not build, a learning rate or ``total_iter`` that is
   not a number, batch options that are not integers, a ``gt_size`` that is not a multiple of the scale;
 * data set and metric ``type``s that are not registered, a ``PairedImageDataset`` without its folders, and
-  ``num_gpu`` above 0 on a machine without CUDA;
+  ``num_gpu`` above 0 on a machine without CUDA, ``num_gpu: 0`` in an NCCL (GPU-only) distributed run;
 * a ``PairedImageDataset`` training set that does not fill one batch (BasicSR would end without training), and a
   warning where its size makes training end more than 1 % short of ``total_iter``;
 * ``--force_yml`` entries for a block the file lacks or without ``=``, ``--launcher pytorch`` outside torchrun;
@@ -413,12 +413,24 @@ def _check_output_folder(opt: Dict) -> List[str]:
 
 
 def _check_device(opt: Dict) -> List[str]:
-    """A GPU count on a machine without CUDA (``num_gpu: auto`` gives 0 there)."""
+    """A GPU count on a machine without CUDA (``num_gpu: auto`` gives 0 there), and CPU processes of a distributed
+    run in an NCCL process group, which carries CUDA tensors only."""
     num_gpu = opt.get('num_gpu', 0)
     if is_integer(num_gpu, 1) and not torch.cuda.is_available():
         return [f'num_gpu is {num_gpu} but PyTorch finds no CUDA GPU on this machine: set "num_gpu: 0" (CPU) or '
                 '"num_gpu: auto" (the GPUs there are).']
+    if opt.get('dist') and num_gpu == 0 and _process_group_backend() == 'nccl':
+        return ['num_gpu is 0 (the networks stay on the CPU) but the distributed run uses NCCL, which carries CUDA '
+                'tensors only: BasicSR starts NCCL for --launcher pytorch whenever CUDA is there. Hide the GPUs '
+                '(CUDA_VISIBLE_DEVICES= torchrun ...) to run CPU processes over gloo, or set "num_gpu: auto".']
     return []
+
+
+def _process_group_backend() -> str:
+    """The backend of the default process group (``''`` when none is initialised)."""
+    import torch.distributed as dist
+
+    return str(dist.get_backend()) if dist.is_available() and dist.is_initialized() else ''
 
 
 def _check_training(opt: Dict) -> List[str]:

@@ -460,3 +460,22 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
     assert none_err.startswith(f"basicsr: error: {tmp_path}/none.yml: the required option 'datasets' is missing")
     assert 'Traceback' not in train_err + test_err + none_err + list_err + value_err
     assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'results').exists()
+
+
+@pytest.mark.parametrize('backend', ['nccl', 'gloo'])
+def test_cpu_processes_in_an_nccl_group_are_an_option_error(data, monkeypatch, backend):
+    """``num_gpu: 0`` under ``--launcher pytorch`` on a GPU machine: BasicSR starts NCCL, which cannot carry the CPU
+    networks' tensors (DDP would fail at its first broadcast). gloo carries them."""
+    import torch.distributed as dist
+
+    monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
+    monkeypatch.setattr(dist, 'is_initialized', lambda: True)
+    monkeypatch.setattr(dist, 'get_backend', lambda group=None: backend)
+    opt = train_options(data, num_gpu=0, dist=True)
+    if backend == 'gloo':
+        check_options(parsed(opt, True))
+    else:
+        assert problems(opt) == [
+            'num_gpu is 0 (the networks stay on the CPU) but the distributed run uses NCCL, which carries CUDA tensors '
+            'only: BasicSR starts NCCL for --launcher pytorch whenever CUDA is there. Hide the GPUs '
+            '(CUDA_VISIBLE_DEVICES= torchrun ...) to run CPU processes over gloo, or set "num_gpu: auto".']
