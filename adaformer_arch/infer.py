@@ -70,8 +70,9 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
     parser.add_argument('--weights', help=f'BasicSR weights file (params_ema preferred, else params). Default: '
                                           f'path.pretrain_network_g of --opt, else {DEFAULT_WEIGHTS} (x4)')
-    parser.add_argument('--opt', help='BasicSR option file whose network_g (type AdaFormer) defines the network; '
-                                      'default: AdaFormer(upscale=SCALE) with its default width/depth')
+    parser.add_argument('-opt', '--opt', help='BasicSR option file whose network_g (type AdaFormer) defines the '
+                                             'network (-opt as in basicsr train/test); default: '
+                                             'AdaFormer(upscale=SCALE) with its default width/depth')
     parser.add_argument('--scale', type=positive_int,
                         help=f'upscaling factor (default: network_g.upscale of --opt, else {DEFAULT_SCALE})')
     parser.add_argument('--halt-eps', type=float, help='halting threshold epsilon_h in [0, 1) (default: the '

@@ -98,8 +98,9 @@ def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
     out_sparse, aux_sparse = run(net, x, True)
     out_dense, aux_dense = run(net, x, False)
     assert (out_sparse - out_dense).abs().max() <= 1e-5
-    for a, b in zip(aux_sparse['global_halted'], aux_dense['global_halted']):
-        assert torch.equal(a, b)
+    for key in ('global_halted', 'local_halted'):
+        for a, b in zip(aux_sparse[key], aux_dense[key]):
+            assert torch.equal(a, b)
     halted = torch.stack(aux_sparse['global_halted'][1:]).float().mean().item()
     if bias < -5:
         assert halted == 0.0
@@ -139,7 +140,8 @@ def test_sparse_equals_masked_dense_on_one_window_wide_maps(size):
     out_sparse, aux_sparse = run(net, x, True)
     out_dense, aux_dense = run(net, x, False)
     assert (out_sparse - out_dense).abs().max() <= 1e-5
-    assert all(torch.equal(a, b) for a, b in zip(aux_sparse['global_halted'], aux_dense['global_halted']))
+    for key in ('global_halted', 'local_halted'):
+        assert all(torch.equal(a, b) for a, b in zip(aux_sparse[key], aux_dense[key]))
 
 
 @pytest.mark.parametrize('res_scale', [1.0, 0.5])

@@ -329,3 +329,11 @@ def test_unusable_output_folder_and_a_weights_file_that_is_an_image(model, tmp_p
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
                               tmp_path / 'img.png'], capsys)
     assert code == 2 and 'cannot read' in err and 'as a PyTorch weights file' in err and 'run code' not in err
+
+
+def test_option_file_is_taken_with_one_dash_as_in_train_and_test():
+    """``-opt FILE`` as ``basicsr train``/``test`` spell it, next to ``-o``, and ``--opt FILE``."""
+    for argv in (['-i', 'in', '-o', 'out', '-opt', 'x.yml'], ['-i', 'in', '-opt', 'x.yml', '-o', 'out'],
+                 ['-i', 'in', '-o', 'out', '--opt', 'x.yml']):
+        args = infer.parse_args(argv)
+        assert (args.opt, args.output) == ('x.yml', 'out')

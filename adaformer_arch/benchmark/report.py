@@ -7,7 +7,7 @@ from typing import Dict, List, Optional
 from ..utils.atomic_io import atomic_write
 from .plot import bar_chart, encode_png, point_chart
 
-LATENCY_COLUMNS = ['Network', 'LR size', 'Latency ms (median)', 'min-max ms', 'Peak mem MB', 'GMACs', 'Sparsity %',
+LATENCY_COLUMNS = ['Network', 'LR size', 'Latency ms (median)', 'min-max ms', 'Peak mem MiB', 'GMACs', 'Sparsity %',
                    'Params K', 'GFLOP/s', '% of GEMM']
 
 
