@@ -47,6 +47,7 @@ from PIL import Image
 
 from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_lmdb,
                                     paired_paths_from_meta_info_file)
+from basicsr.utils import scandir
 from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY
 
 from .data.image_io import hr_fits_lr
@@ -530,20 +531,22 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
     try:
         pairs = _pair_sizes(dataset)
     except (AssertionError, ValueError, OSError) as err:
-        return [f'{where}: the HR/LR pairs cannot be listed: {err}'], None
+        return [f'{where}: the HR/LR pairs cannot be listed: {_unpaired(dataset) or err}'], None
     gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
-    bad, unreadable = [], []
+    bad, unreadable, advice = [], [], set()
     for gt_path, lq_path, gt, lq in pairs:
         if isinstance(gt, str) or isinstance(lq, str):  # the header does not read: the reason
             unreadable.append(gt if isinstance(gt, str) else lq)
             continue
-        problem = _pair_problem(gt, lq, scale, train=dataset.get('phase') == 'train', gt_size=gt_size)
+        problem, check = _pair_problem(gt, lq, scale, train=dataset.get('phase') == 'train', gt_size=gt_size)
         if problem:
             bad.append(f'{gt_path} is {gt[1]}x{gt[0]} (HxW) and its LR {lq_path} is {lq[1]}x{lq[0]}: {problem}')
+            advice.add(check)
     if bad:
         more = f'; and {len(bad) - MAX_PAIRS_NAMED} more' if len(bad) > MAX_PAIRS_NAMED else ''
-        problems.append(f'{where}: {len(bad)} of {len(pairs)} HR/LR pairs do not fit scale {scale}: '
-                        f'{"; ".join(bad[:MAX_PAIRS_NAMED])}{more}. Check dataroot_gt, dataroot_lq and scale.')
+        what = f'scale {scale}' + (f' and gt_size {gt_size}' if PATCH_ADVICE in advice else '')
+        problems.append(f'{where}: {len(bad)} of {len(pairs)} HR/LR pairs do not fit {what}: '
+                        f'{"; ".join(bad[:MAX_PAIRS_NAMED])}{more}. {" ".join(sorted(advice))}')
     if unreadable and is_train:  # `basicsr test` skips these pairs (adaformer_arch.data.test_pairs)
         more = f'; and {len(unreadable) - MAX_PAIRS_NAMED} more' if len(unreadable) > MAX_PAIRS_NAMED else ''
         problems.append(f'{where}: {len(unreadable)} of {len(pairs)} images cannot be read: '
@@ -588,16 +591,41 @@ def _check_batches(opt: Dict, pair_counts: Dict[str, int]) -> Tuple[List[str], L
     return problems, warnings
 
 
+PAIR_ADVICE = 'Check dataroot_gt, dataroot_lq and scale.'
+PATCH_ADVICE = 'Lower gt_size, or train on larger images.'
+
+
 def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: bool,
-                  gt_size: Optional[int]) -> str:
-    """What is wrong with a pair of sizes (width, height), or ''."""
+                  gt_size: Optional[int]) -> Tuple[str, str]:
+    """What is wrong with a pair of sizes (width, height) and which options to check, or ('', '')."""
     if train and tuple(gt) != tuple(q * scale for q in lq):
-        return f'for training HR must be exactly {scale} x LR'
+        return f'for training HR must be exactly {scale} x LR', PAIR_ADVICE
     if not train and not hr_fits_lr(gt, lq, scale):
-        return f'HR must be {scale} x LR (plus less than {scale} px of border)'
+        return f'HR must be {scale} x LR (plus less than {scale} px of border)', PAIR_ADVICE
     if gt_size and min(lq) < gt_size // scale:
-        return f'the LR image is smaller than the training patch (gt_size / scale = {gt_size // scale} px)'
-    return ''
+        return (f'the LR image is smaller than the training patch (gt_size / scale = {gt_size // scale} px)',
+                PATCH_ADVICE)
+    return '', ''
+
+
+def _unpaired(dataset: Dict) -> str:
+    """For folders of images (no LMDB, no meta_info_file): which HR images have no LR image under the name
+    ``filename_tmpl`` gives them, and which LR images no HR image names; '' when every image has its partner."""
+    if dataset.get('io_backend', {}).get('type') == 'lmdb' or dataset.get('meta_info_file') is not None:
+        return ''
+    tmpl = dataset.get('filename_tmpl', '{}')
+    gt_names = sorted(scandir(dataset['dataroot_gt']))
+    lq_names = set(scandir(dataset['dataroot_lq']))
+    expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in gt_names}
+    no_lq = [f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
+    no_gt = sorted(lq_names - set(expected))
+    found = []
+    for names, what in ((no_lq, f'HR images without their LR in {dataset["dataroot_lq"]}'),
+                        (no_gt, f'LR images without an HR image in {dataset["dataroot_gt"]}')):
+        if names:
+            more = f' and {len(names) - MAX_PAIRS_NAMED} more' if len(names) > MAX_PAIRS_NAMED else ''
+            found.append(f'{len(names)} {what}: {", ".join(names[:MAX_PAIRS_NAMED])}{more}')
+    return '; '.join(found)
 
 
 def _pair_paths(dataset: Dict) -> List[Dict[str, str]]:

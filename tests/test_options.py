@@ -247,15 +247,23 @@ def test_training_patch_larger_than_the_images(data):
     opt = train_options(data)
     opt['datasets']['train']['gt_size'] = 64
     [problem] = problems(opt)
-    assert problem.startswith('datasets.train: 4 of 4 HR/LR pairs do not fit scale 2: ')
+    assert problem.startswith('datasets.train: 4 of 4 HR/LR pairs do not fit scale 2 and gt_size 64: ')
     assert problem.count('the LR image is smaller than the training patch (gt_size / scale = 32 px)') == 3
-    assert '; and 1 more.' in problem
+    assert problem.endswith('; and 1 more. Lower gt_size, or train on larger images.')
 
 
-def test_unpaired_folders(data):
+def test_unpaired_folders_name_the_images_without_a_partner(data):
     (data / 'LR' / 'img3.png').unlink()
-    assert problems(train_options(data))[0].startswith('datasets.train: the HR/LR pairs cannot be listed: lq and '
-                                                       'gt datasets have different number of images')
+    assert problems(train_options(data))[0] == (
+        f'datasets.train: the HR/LR pairs cannot be listed: 1 HR images without their LR in {data}/LR: img3.png '
+        '(expects img3.png)')
+    (data / 'LR' / 'img9.png').write_bytes(b'')
+    opt = train_options(data)
+    opt['datasets']['train']['filename_tmpl'] = '{}x2'
+    assert problems(opt)[0] == (
+        f'datasets.train: the HR/LR pairs cannot be listed: 4 HR images without their LR in {data}/LR: img0.png '
+        f'(expects img0x2.png), img1.png (expects img1x2.png), img2.png (expects img2x2.png) and 1 more; 4 LR images '
+        f'without an HR image in {data}/HR: img0.png, img1.png, img2.png and 1 more')
 
 
 def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):

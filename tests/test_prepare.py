@@ -12,6 +12,7 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
 
 from adaformer_arch.data.prepare import main as prepare
+from adaformer_arch.data.provenance import RECORD_NAME
 from helpers import run_cli
 
 
@@ -166,7 +167,7 @@ def test_rerun_writes_only_the_missing_files(tmp_path, capsys):
     np.testing.assert_array_equal(read(deleted), content)
     assert (out / 'HR' / '1.png').stat().st_mtime_ns == 1
     assert all(f.stat().st_mtime_ns == before[f] for f in files if f.name != '1.png')
-    assert not [p for p in out.rglob('*') if p.name.startswith('.')]  # no temporary files left
+    assert not [p for p in out.rglob('*') if p.name.startswith('.') and p.name != RECORD_NAME]  # no temporary files
 
 
 @pytest.mark.parametrize('command, stem', [('div2k', '0001'), ('div8k', '1205'), ('benchmark', 'a')])
@@ -270,3 +271,93 @@ def test_div8k_makes_test2k_4k_8k(tmp_path, capsys):
     np.testing.assert_array_equal(read(out / 'Test2K' / 'HR' / '1201.png'), matlab_x1(originals[1201][:48, :64], 4))
     np.testing.assert_array_equal(read(out / 'Test8K' / 'HR' / '1401.png'), originals[1401][:20, :28])
     assert 'ignoring 1 images outside 1201-1500: 0001.png' in capsys.readouterr().out
+
+
+def refused(args: List[str], capsys) -> str:
+    """``basicsr prepare ARGS`` must exit 2; its message."""
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_info:
+        prepare(args + ['--workers', '1'])
+    assert exit_info.value.code == 2
+    return ' '.join(capsys.readouterr().err.split())
+
+
+def test_rerun_with_other_settings_or_another_set_of_the_same_names_is_refused(tmp_path, capsys):
+    """Existing outputs are kept, so a re-run that would make them differently must not pass them as complete: the
+    official LR instead of the computed one, other sub-image grids, another set's images of the same names."""
+    write(tmp_path / 'a' / 'im_1.png', smooth_image(32, 32, 1))
+    write(tmp_path / 'b' / 'im_1.png', smooth_image(32, 32, 2))
+    write(tmp_path / 'lr' / 'im_1.png', smooth_image(8, 8, 3))
+    out = str(tmp_path / 'out')
+    bench = ['benchmark', '--hr', str(tmp_path / 'a'), '--out', out, '--scale', '4']
+    prepare(bench + ['--workers', '1'])
+    lr_before = read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png')
+    message = refused(bench + ['--lr-dir', str(tmp_path / 'lr')], capsys)
+    assert f"holds outputs of '{tmp_path / 'a'}' made with LR x4 bicubic; this run asks for LR x4 " \
+           f"{tmp_path / 'lr'}" in message
+    np.testing.assert_array_equal(read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png'), lr_before)
+    message = refused(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4'], capsys)
+    assert f"already holds 1 outputs of the same names made from '{tmp_path / 'a'}' (im_1.png)" in message
+    assert 'own --prefix' in message
+    prepare(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4', '--prefix', 'b_'])
+    assert names(tmp_path / 'out' / 'HR') == ['b_im_1.png', 'im_1.png']
+
+    write(tmp_path / 'div2k' / '0001.png', smooth_image(64, 64, 4))
+    div2k = ['div2k', '--hr', str(tmp_path / 'div2k'), '--out', str(tmp_path / 'd'), '--scales', '4']
+    prepare(div2k + ['--crop-size', '32', '--step', '16'])
+    message = refused(div2k + ['--crop-size', '16', '--step', '16'], capsys)
+    assert 'made with crop_size 32; this run asks for crop_size 16' in message
+
+
+def test_existing_outputs_of_another_crop_are_skipped_by_name(tmp_path, capsys):
+    """A mod-4 HR met by a run at x2 (or x3 for div2k) is not the crop that run makes: the image is skipped and
+    named; images whose crops agree get the new scale."""
+    write(tmp_path / 'in' / 'odd.png', smooth_image(34, 38, 1))  # mod 4: 32x36, mod 2: 34x38
+    write(tmp_path / 'in' / 'even.png', smooth_image(32, 36, 2))
+    out = tmp_path / 'out'
+    prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(out), '--scale', '4'])
+    capsys.readouterr()
+    prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(out), '--scale', '2'])
+    summary = capsys.readouterr().out
+    assert f'odd.png: odd.png in {out / "HR"} (made by an earlier run) is 36x32, but this run makes its mod-2 HR ' \
+           'crop 38x34' in summary
+    assert names(out / 'LR_bicubic' / 'X2') == ['even.png']
+
+    write(tmp_path / 'div2k' / '0001.png', smooth_image(40, 44, 3))  # mod 4: 40x44, mod 12: 36x36
+    args = ['div2k', '--hr', str(tmp_path / 'div2k'), '--out', str(tmp_path / 'd'), '--split', 'valid']
+    prepare(args + ['--scales', '4'])
+    capsys.readouterr()
+    prepare(args + ['--scales', '3', '4'])
+    assert 'is 44x40, but this run makes its HR (mod-12 crop) 36x36' in capsys.readouterr().out
+    assert not (tmp_path / 'd' / 'DIV2K_valid_LR_bicubic' / 'X3').exists()
+
+
+def test_output_names_and_folders_that_would_go_wrong_are_refused(tmp_path, capsys):
+    write(tmp_path / 'in' / 'a.png', smooth_image(32, 32, 1))
+    bench = ['benchmark', '--hr', str(tmp_path / 'in'), '--scale', '4']
+    assert 'holds a path separator' in refused(bench + ['--out', str(tmp_path / 'o1'), '--prefix', 'T91/'], capsys)
+    assert '--min-size must be >= 0, got -5' in refused(bench + ['--out', str(tmp_path / 'o1'), '--min-size', '-5'],
+                                                        capsys)
+    (tmp_path / 'o2').mkdir()
+    (tmp_path / 'o2' / 'HR').write_text('a file where the HR folder goes')
+    assert f"output folder '{tmp_path / 'o2' / 'HR'}' cannot be created ({tmp_path / 'o2' / 'HR'} is a file)" in \
+        refused(bench + ['--out', str(tmp_path / 'o2')], capsys)
+    write(tmp_path / 'div8k' / '1205.png', smooth_image(32, 32, 2))
+    write(tmp_path / 'div8k' / '1205_copy.png', smooth_image(32, 32, 3))
+    message = refused(['div8k', '--hr', str(tmp_path / 'div8k'), '--out', str(tmp_path / 'o3')], capsys)
+    assert 'have the same DIV8K number (1205.png, 1205_copy.png)' in message
+    assert not (tmp_path / 'o1').exists() and not (tmp_path / 'o3').exists()
+
+
+def test_in_place_div2k_hr_is_not_left_unconverted(tmp_path, capsys):
+    """--out making DIV2K_train_HR the input folder: that folder is not rewritten, so an input that needs converting
+    (16-bit here) is skipped and named instead of getting 8-bit LR next to a 16-bit HR."""
+    hr = tmp_path / 'd' / 'DIV2K_valid_HR'
+    write(hr / '0801.png', smooth_image(32, 32, 1))
+    write(hr / '0802.png', smooth_image(32, 32, 2, dtype=np.uint16))
+    (hr / '0803.png').write_bytes(b'')
+    prepare(['div2k', '--hr', str(hr), '--out', str(tmp_path / 'd'), '--split', 'valid', '--scales', '4'])
+    summary = capsys.readouterr().out
+    assert '0802.png: 32x32 needs 16-bit converted to 8-bit, but the HR output folder is the input folder' in summary
+    assert '0803.png: the file is empty (0 bytes)' in summary
+    assert names(tmp_path / 'd' / 'DIV2K_valid_LR_bicubic' / 'X4') == ['0801x4.png']

@@ -43,6 +43,10 @@ def test_train_log_has_losses_and_sparsity(trained):
     log = next((work / 'experiments' / 'tiny').glob('train_tiny_*.log')).read_text()
     assert 'l_pix:' in log and 'l_usl:' in log and 'sparsity_l2:' in log and 'conf_l1:' in log
     assert 'AdaFormer statistics' in log  # validation table
+    # the validation after the last iteration is named after it, not after BasicSR's counter (past total_iter)
+    stats = sorted(p.name for p in (work / 'experiments' / 'tiny').glob('stats_val_*.json'))
+    assert 'stats_val_4.json' in stats and 'stats_val_6.json' in stats
+    assert all(int(name[len('stats_val_'):-len('.json')]) <= 6 for name in stats), stats
 
 
 def test_auto_resume_continues_from_last_checkpoint(trained):

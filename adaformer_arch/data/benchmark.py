@@ -14,7 +14,9 @@ from basicsr.data.transforms import mod_crop
 from ..utils.image_io import ImageReadError
 from .image_io import hr_fits_lr, image_size, list_images, read_image
 from .image_ops import bicubic_downscale
-from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
+from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
+                   size_mismatch)
+from .provenance import claim_outputs
 
 
 @dataclass(frozen=True)
@@ -43,10 +45,17 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
     """Write ``HR/<name>`` and ``LR_bicubic/X{s}/<name>`` for one image (those not already there)."""
     result = JobResult(os.path.basename(task.hr_path))
     hr_out, lr_out = os.path.join(config.hr_dir, task.name), os.path.join(config.lr_dir, task.name)
+    s = config.scale
+    size = image_size(task.hr_path)
+    if size is not None:
+        crop = (size[0] - size[0] % s, size[1] - size[1] % s)
+        result.skipped = (size_mismatch(hr_out, crop, f'mod-{s} HR crop')
+                          or size_mismatch(lr_out, (crop[0] // s, crop[1] // s), f'x1/{s} LR'))
+        if result.skipped:
+            return result
     hr = result.read_input(task.hr_path, (hr_out, lr_out))
     if hr is None:
         return result
-    s = config.scale
     h, w = hr.shape[:2]
     if h < s or w < s:
         result.skipped = f'{w}x{h} is smaller than the scale {s}'
@@ -96,6 +105,11 @@ def _check_pair_sizes(tasks: List[BenchmarkTask], scale: int) -> None:
 def prepare_benchmark(hr_dir: str, out: str, scale: int, lr_dir: Optional[str] = None, min_size: int = 0,
                       prefix: str = '', workers: int = 1) -> List[JobResult]:
     """Prepare ``OUT/HR`` and ``OUT/LR_bicubic/X{scale}``; output names are ``<prefix><HR stem>.png``."""
+    if '/' in prefix or os.sep in prefix:
+        raise InputError(f"--prefix '{prefix}' holds a path separator: outputs would go to a sub-folder that data "
+                         "sets do not read; use e.g. 'T91_'")
+    if min_size < 0:
+        raise InputError(f'--min-size must be >= 0, got {min_size}')
     hr_out = os.path.join(out, 'HR')
     if os.path.isdir(hr_out) and os.path.samefile(hr_dir, hr_out):
         raise InputError(f"--out '{out}' would write the cropped HR images over the input folder '{hr_dir}'; "
@@ -116,6 +130,9 @@ def prepare_benchmark(hr_dir: str, out: str, scale: int, lr_dir: Optional[str] =
     if lr_dir is not None:
         _check_pair_sizes(tasks, scale)
     config = BenchmarkConfig(out, scale, min_size)
+    check_output_folders([config.hr_dir, config.lr_dir])
+    claim_outputs(out, 'benchmark', hr_dir, {f'LR x{scale}': os.path.realpath(lr_dir) if lr_dir else 'bicubic'},
+                  [task.name for task in tasks])
     results = run_jobs(functools.partial(prepare_pair, config), tasks, workers, 'benchmark')
     print_summary(f'prepare benchmark {hr_dir} -> {out}', results, [config.hr_dir, config.lr_dir])
     return results

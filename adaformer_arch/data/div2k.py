@@ -25,7 +25,9 @@ from basicsr.data.transforms import mod_crop
 
 from .image_io import image_number, image_size, list_images
 from .image_ops import bicubic_downscale, sub_image_boxes
-from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
+from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
+                   size_mismatch)
+from .provenance import claim_outputs
 from .lmdb_build import build_lmdb
 
 SPLIT_NUMBERS = {'train': (1, 800), 'valid': (801, 900)}  # DIV2K's image numbers per split
@@ -86,6 +88,16 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
     result = JobResult(name)
     size = image_size(path)
     expected = config.outputs(stem, *size) if size is not None and min(size) >= config.multiple else ()
+    if expected:
+        m = config.multiple
+        crop = (size[0] - size[0] % m, size[1] - size[1] % m)
+        problems = [size_mismatch(os.path.join(config.hr_dir(), f'{stem}.png'), crop, f'HR (mod-{m} crop)')
+                    if config.write_hr else None]
+        problems += [size_mismatch(os.path.join(config.lr_dir(s), f'{stem}x{s}.png'), (crop[0] // s, crop[1] // s),
+                                   f'x1/{s} LR') for s in config.scales]
+        result.skipped = next((problem for problem in problems if problem), None)
+        if result.skipped:
+            return result
     img = result.read_input(path, expected)
     if img is None:
         if result.existing:  # complete from an earlier run: say again what it did not make
@@ -98,9 +110,10 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
         result.skipped = f'{w}x{h} is smaller than lcm(scales) = {m}'
         return result
     hr = mod_crop(img, m)
-    if not config.write_hr and hr.shape != img.shape:
-        result.skipped = (f'{w}x{h} needs a crop to a multiple of {m}, but the HR output folder is the input folder; '
-                          'use another --out')
+    if not config.write_hr and (hr.shape != img.shape or result.notes):
+        change = f'a crop to a multiple of {m}' if hr.shape != img.shape else ', '.join(result.notes)
+        result.skipped = (f'{w}x{h} needs {change}, but the HR output folder is the input folder, which is not '
+                          'rewritten; use another --out')
         return result
     lr_cache: Dict[int, np.ndarray] = {}
 
@@ -160,6 +173,9 @@ def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), spli
               '--split')
     write_hr = not _same_folder(hr_dir, os.path.join(out, f'DIV2K_{split}_HR'))
     config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
+    check_output_folders(config.folders())
+    claim_outputs(out, f'div2k {split}', hr_dir, {'crop_size': crop_size, 'step': step} if config.sub_images else {},
+                  [os.path.splitext(n)[0] for n in names])
     results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],
                        workers, f'div2k {split}')
     folders = config.folders()

@@ -13,13 +13,15 @@ and ``OUT/<set>/LR_bicubic/X4/<stem>.png``.
 import functools
 import os
 from dataclasses import dataclass
-from typing import List, Optional, Tuple
+from collections import defaultdict
+from typing import Dict, List, Optional, Tuple
 
 from basicsr.data.transforms import mod_crop
 
 from .image_io import image_number, list_images
 from .image_ops import bicubic_downscale
-from .jobs import InputError, JobResult, check_unique_stems, print_summary, run_jobs
+from .jobs import InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs
+from .provenance import claim_outputs
 
 SCALE = 4
 # (set name, first image, last image, downsampling factor of the original)
@@ -78,6 +80,14 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
         raise InputError(f"'{hr_dir}' holds no DIV8K images numbered 1201-1500 (e.g. 1201.png); "
                          f'it holds {len(names)} image files')
     check_unique_stems(hr_dir, [os.path.basename(task.path) for task in tasks])  # the images it would prepare
+    by_number: Dict[int, List[str]] = defaultdict(list)
+    for task in tasks:
+        by_number[image_number(os.path.basename(task.path))].append(os.path.basename(task.path))
+    repeated = [names for names in by_number.values() if len(names) > 1]
+    if repeated:
+        raise InputError(f"several images in '{hr_dir}' have the same DIV8K number ("
+                         f"{'; '.join(', '.join(names) for names in repeated[:5])}); a test set would hold that image "
+                         'twice: keep one of each')
     if ignored:
         print(f'ignoring {len(ignored)} images outside 1201-1500: {", ".join(ignored[:5])}'
               f'{" ..." if len(ignored) > 5 else ""}')
@@ -86,7 +96,10 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
     if missing:
         print(f'warning: {len(missing)} of the 300 test images are not in {hr_dir} (first: {missing[:5]}); '
               'the test sets will be incomplete')
-    results = run_jobs(functools.partial(prepare_div8k_image, out), tasks, workers, 'div8k')
     folders = [os.path.join(out, name, sub) for name, *_ in TEST_SETS for sub in ('HR', f'LR_bicubic/X{SCALE}')]
+    check_output_folders(folders)
+    claim_outputs(out, 'div8k', hr_dir, {}, [f'{t.test_set}/{os.path.splitext(os.path.basename(t.path))[0]}.png'
+                                             for t in tasks])
+    results = run_jobs(functools.partial(prepare_div8k_image, out), tasks, workers, 'div8k')
     print_summary(f'prepare div8k {hr_dir} -> {out}', results, folders)
     return results

@@ -7,7 +7,7 @@ import multiprocessing
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, Dict, List, Optional, Sequence, TypeVar
+from typing import Callable, Dict, List, Optional, Sequence, Tuple, TypeVar
 
 import cv2
 import numpy as np
@@ -17,7 +17,8 @@ from tqdm import tqdm
 from basicsr.utils import scandir
 
 from ..utils.image_io import ImageReadError
-from .image_io import read_image, write_png
+from ..utils.output_folder import folder_problem
+from .image_io import image_size, read_image, write_png
 
 Task = TypeVar('Task')
 
@@ -35,6 +36,28 @@ def check_unique_stems(folder: str, names: List[str]) -> None:
         raise InputError(f"several images in '{folder}' have the same name with different extensions "
                          f"({', '.join(clashes)}); their outputs would take each other's place: rename or remove "
                          'them')
+
+
+def check_output_folders(folders: Sequence[str]) -> None:
+    """InputError if one of the command's output folders cannot be created (a file in its place), before any job
+    runs."""
+    for folder in folders:
+        problem = folder_problem(folder)
+        if problem:
+            raise InputError(f"output folder '{folder}' cannot be created ({problem}); move the file or choose "
+                             'another --out')
+
+
+def size_mismatch(path: str, size: Tuple[int, int], what: str) -> Optional[str]:
+    """Why the existing output ``path`` cannot be this run's ``what`` of ``(height, width)`` ``size`` (an earlier
+    run with other settings made it), or None (no file there, or the right size)."""
+    if not os.path.exists(path):
+        return None
+    found = image_size(path)
+    if found is None or tuple(found) == tuple(size):
+        return None
+    return (f'{os.path.basename(path)} in {os.path.dirname(path)} (made by an earlier run) is {found[1]}x{found[0]}, '
+            f'but this run makes its {what} {size[1]}x{size[0]}; use another --out, or delete that output')
 
 
 @dataclass

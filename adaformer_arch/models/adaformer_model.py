@@ -293,6 +293,10 @@ class AdaFormerModel(SRModel):
             atomic_write(f'{base}_{suffix}.png', lambda f, data=buf: f.write(data.tobytes()))
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
+        if self.is_train and isinstance(current_iter, int):
+            # BasicSR's loop leaves its counter past total_iter (one step per epoch left): the last validation would
+            # be logged and its stats file named at an iteration that never ran
+            current_iter = min(current_iter, int(self.opt['train']['total_iter']))
         self._records = []
         self._dataset_name = dataloader.dataset.opt['name']
         self._current_iter = current_iter

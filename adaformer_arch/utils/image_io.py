@@ -79,10 +79,12 @@ def _read_bytes(path: str) -> bytes:
 
 
 def _decode(path: str, data: bytes, flags: int) -> np.ndarray:
+    if not data:
+        raise ImageReadError(path, 'the file is empty (0 bytes)')
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), flags)
     except cv2.error as err:
-        raise ImageReadError(path, f'OpenCV cannot decode it ({err})') from err
+        raise ImageReadError(path, f"OpenCV cannot decode it ({' '.join(str(err).split())})") from err
     if img is None:
         raise ImageReadError(path, 'it is not an image OpenCV can decode (unknown format, corrupt or truncated)')
     return img
