@@ -531,7 +531,11 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
     try:
         pairs = _pair_sizes(dataset)
     except (AssertionError, ValueError, OSError) as err:
-        return [f'{where}: the HR/LR pairs cannot be listed: {_unpaired(dataset) or err}'], None
+        try:
+            detail = _unpaired(dataset)
+        except (OSError, KeyError, IndexError, ValueError):  # a folder or template BasicSR's message names better
+            detail = ''
+        return [f'{where}: the HR/LR pairs cannot be listed: {detail or err}'], None
     gt_size = dataset.get('gt_size') if dataset.get('phase') == 'train' else None
     bad, unreadable, advice = [], [], set()
     for gt_path, lq_path, gt, lq in pairs:

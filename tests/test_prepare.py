@@ -1,5 +1,6 @@
 """`basicsr prepare`: sizes and names of every subcommand, LMDB through PairedImageDataset, resuming, bad input."""
 import os
+import shutil
 from pathlib import Path
 from typing import List
 
@@ -12,7 +13,7 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
 
 from adaformer_arch.data.prepare import main as prepare
-from adaformer_arch.data.provenance import RECORD_NAME
+from adaformer_arch.data.provenance import LOCK_NAME, RECORD_NAME
 from helpers import run_cli
 
 
@@ -167,7 +168,7 @@ def test_rerun_writes_only_the_missing_files(tmp_path, capsys):
     np.testing.assert_array_equal(read(deleted), content)
     assert (out / 'HR' / '1.png').stat().st_mtime_ns == 1
     assert all(f.stat().st_mtime_ns == before[f] for f in files if f.name != '1.png')
-    assert not [p for p in out.rglob('*') if p.name.startswith('.') and p.name != RECORD_NAME]  # no temporary files
+    assert not [p for p in out.rglob('*') if p.name.startswith('.') and p.name not in (RECORD_NAME, LOCK_NAME)]
 
 
 @pytest.mark.parametrize('command, stem', [('div2k', '0001'), ('div8k', '1205'), ('benchmark', 'a')])
@@ -293,20 +294,41 @@ def test_rerun_with_other_settings_or_another_set_of_the_same_names_is_refused(t
     prepare(bench + ['--workers', '1'])
     lr_before = read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png')
     message = refused(bench + ['--lr-dir', str(tmp_path / 'lr')], capsys)
-    assert f"holds outputs of '{tmp_path / 'a'}' made with LR x4 bicubic; this run asks for LR x4 " \
-           f"{tmp_path / 'lr'}" in message
+    assert f"holds 1 outputs of '{tmp_path / 'a'}' made with LR x4 'bicubic' (HR/im_1.png); this run asks for " \
+           f"LR x4 '{tmp_path / 'lr'}'" in message
     np.testing.assert_array_equal(read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png'), lr_before)
+    assert "made with prefix '' (HR/im_1.png); this run asks for prefix 'a_'" in refused(bench + ['--prefix', 'a_'],
+                                                                                         capsys)
     message = refused(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4'], capsys)
-    assert f"already holds 1 outputs of the same names made from '{tmp_path / 'a'}' (im_1.png)" in message
+    assert f"already holds 1 outputs of the same names made from '{tmp_path / 'a'}' (HR/im_1.png)" in message
     assert 'own --prefix' in message
     prepare(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4', '--prefix', 'b_'])
     assert names(tmp_path / 'out' / 'HR') == ['b_im_1.png', 'im_1.png']
+    for folder in ('HR', 'LR_bicubic'):  # the files are gone: the record no longer stands in the way
+        shutil.rmtree(tmp_path / 'out' / folder)
+    prepare(bench + ['--lr-dir', str(tmp_path / 'lr')])
+    np.testing.assert_array_equal(read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png'),
+                                  read(tmp_path / 'lr' / 'im_1.png'))
 
     write(tmp_path / 'div2k' / '0001.png', smooth_image(64, 64, 4))
+    write(tmp_path / 'flickr' / '0001f.png', smooth_image(64, 64, 5))
     div2k = ['div2k', '--hr', str(tmp_path / 'div2k'), '--out', str(tmp_path / 'd'), '--scales', '4']
     prepare(div2k + ['--crop-size', '32', '--step', '16'])
     message = refused(div2k + ['--crop-size', '16', '--step', '16'], capsys)
-    assert 'made with crop_size 32; this run asks for crop_size 16' in message
+    assert "made with crop_size 32 (DIV2K_train_HR/0001.png); this run asks for crop_size 16" in message
+    flickr = ['div2k', '--hr', str(tmp_path / 'flickr'), '--out', str(tmp_path / 'd'), '--scales', '4']
+    assert 'crop_size 32' in refused(flickr + ['--crop-size', '16', '--step', '16'], capsys)  # shared sub-images
+    prepare(flickr + ['--crop-size', '32', '--step', '16'])
+
+
+def test_in_place_div2k_continues_the_record_of_the_run_that_made_its_input(tmp_path, capsys):
+    """docs/datasets.md: a later run may take the prepared DIV2K_<split>_HR as its input (to add a scale)."""
+    write(tmp_path / 'dl' / '0801.png', smooth_image(48, 48, 1))
+    out = tmp_path / 'D'
+    prepare(['div2k', '--hr', str(tmp_path / 'dl'), '--out', str(out), '--split', 'valid', '--scales', '4'])
+    prepare(['div2k', '--hr', str(out / 'DIV2K_valid_HR'), '--out', str(out), '--split', 'valid', '--scales', '2',
+             '4'])
+    assert names(out / 'DIV2K_valid_LR_bicubic' / 'X2') == ['0801x2.png']
 
 
 def test_existing_outputs_of_another_crop_are_skipped_by_name(tmp_path, capsys):

@@ -131,8 +131,9 @@ def prepare_benchmark(hr_dir: str, out: str, scale: int, lr_dir: Optional[str] =
         _check_pair_sizes(tasks, scale)
     config = BenchmarkConfig(out, scale, min_size)
     check_output_folders([config.hr_dir, config.lr_dir])
-    claim_outputs(out, 'benchmark', hr_dir, {f'LR x{scale}': os.path.realpath(lr_dir) if lr_dir else 'bicubic'},
-                  [task.name for task in tasks])
+    claim_outputs(out, 'benchmark', hr_dir,
+                  {f'LR x{scale}': os.path.realpath(lr_dir) if lr_dir else 'bicubic', 'prefix': prefix,
+                   'min_size': min_size}, [f'HR/{task.name}' for task in tasks])
     results = run_jobs(functools.partial(prepare_pair, config), tasks, workers, 'benchmark')
     print_summary(f'prepare benchmark {hr_dir} -> {out}', results, [config.hr_dir, config.lr_dir])
     return results

@@ -174,8 +174,9 @@ def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), spli
     write_hr = not _same_folder(hr_dir, os.path.join(out, f'DIV2K_{split}_HR'))
     config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
     check_output_folders(config.folders())
-    claim_outputs(out, f'div2k {split}', hr_dir, {'crop_size': crop_size, 'step': step} if config.sub_images else {},
-                  [os.path.splitext(n)[0] for n in names])
+    grid = {'crop_size': crop_size, 'step': step} if config.sub_images else {}
+    claim_outputs(out, f'div2k {split}', hr_dir, grid, [f'DIV2K_{split}_HR/{os.path.splitext(n)[0]}.png' for n in names],
+                  shared=tuple(grid), in_place=not write_hr)
     results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],
                        workers, f'div2k {split}')
     folders = config.folders()

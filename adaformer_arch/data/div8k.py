@@ -98,7 +98,7 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
               'the test sets will be incomplete')
     folders = [os.path.join(out, name, sub) for name, *_ in TEST_SETS for sub in ('HR', f'LR_bicubic/X{SCALE}')]
     check_output_folders(folders)
-    claim_outputs(out, 'div8k', hr_dir, {}, [f'{t.test_set}/{os.path.splitext(os.path.basename(t.path))[0]}.png'
+    claim_outputs(out, 'div8k', hr_dir, {}, [f'{t.test_set}/HR/{os.path.splitext(os.path.basename(t.path))[0]}.png'
                                              for t in tasks])
     results = run_jobs(functools.partial(prepare_div8k_image, out), tasks, workers, 'div8k')
     print_summary(f'prepare div8k {hr_dir} -> {out}', results, folders)

@@ -2,23 +2,42 @@
 
 A command keeps the outputs it finds (so re-running completes an interrupted run), which is only right when the same
 input and settings made them. Each command therefore records, before it writes anything, its input folder, the
-settings that decide the outputs' pixels (sub-image grid, official or computed LR) and the names of its outputs,
-and refuses to write into a folder whose files came from other settings, or whose file names another input already
-took: otherwise the folder would silently mix both. (An existing output whose size does not fit the crop of this
-run, e.g. a mod-4 HR image met by a run at x3, is caught per image by :func:`jobs.size_mismatch`.)
+settings that decide its outputs (official or computed LR, sub-image grid, name prefix, minimum size) and its output
+files, and refuses a run whose outputs would land next to files that other settings or another input made:
+otherwise the folder would silently mix both. Only files still on disk count: a record whose files were deleted (or
+never written, as after a Ctrl-C at the start) does not stand in the way. (An existing output whose size does not fit
+this run's crop, e.g. a mod-4 HR image met by a run at x3, is caught per image by :func:`jobs.size_mismatch`.)
 
 Record layout: ``{"runs": [{"command", "source", "settings", "names"}, ...]}``, one run per command and input
-folder; a later run from the same input may add settings (another scale's LR) and names; written atomically.
+folder, ``names`` relative to OUT; a later run from the same input may add settings (another scale's LR) and names.
+Load, check and write happen under an exclusive lock (``OUT/.prepare.lock``), so runs started together into one
+folder (the per-set loop with ``&``) do not lose each other's entries; the record is written atomically.
 """
+import contextlib
 import json
 import os
-from typing import Any, Dict, Iterable, List
+from typing import Any, Dict, Iterable, Iterator, List, Sequence
 
 from ..utils.atomic_io import atomic_write
 from .jobs import InputError
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: no lock (runs into one folder must then not overlap)
+    fcntl = None
+
 RECORD_NAME = '.prepare.json'
+LOCK_NAME = '.prepare.lock'
 SHOWN = 5  # names listed in a message
+
+
+@contextlib.contextmanager
+def _locked(out: str) -> Iterator[None]:
+    os.makedirs(out, exist_ok=True)
+    with open(os.path.join(out, LOCK_NAME), 'a') as lock:
+        if fcntl is not None:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 def _load(path: str) -> List[Dict[str, Any]]:
@@ -36,53 +55,68 @@ def _load(path: str) -> List[Dict[str, Any]]:
 
 
 def _describe(settings: Dict[str, Any]) -> str:
-    return ', '.join(f'{key} {value}' for key, value in sorted(settings.items())) or 'no settings'
+    return ', '.join(f'{key} {value!r}' for key, value in sorted(settings.items())) or 'no settings'
 
 
-def claim_outputs(out: str, command: str, source: str, settings: Dict[str, Any], names: Iterable[str]) -> None:
+def _listed(names: Sequence[str]) -> str:
+    return f"{', '.join(names[:SHOWN])}{' ...' if len(names) > SHOWN else ''}"
+
+
+def claim_outputs(out: str, command: str, source: str, settings: Dict[str, Any], names: Iterable[str],
+                  shared: Sequence[str] = (), in_place: bool = False) -> None:
     """Check ``OUT/.prepare.json`` and add this run to it, before anything is written.
 
     Args:
         out: the command's ``--out`` folder.
         command: the subcommand (with the split for div2k, whose splits write to different folders).
         source: the input folder.
-        settings: the options that decide the outputs' content (JSON values); a setting the earlier run did not
-            have is added, one it had must be equal.
-        names: the outputs' names (unique within ``out`` for this command).
+        settings: the options that decide the outputs (JSON values); a setting the earlier run from this input did
+            not have is added, one it had must be equal.
+        names: one output file per input image (relative to ``out``) that stands for all of its outputs.
+        shared: keys of ``settings`` that every input of ``command`` must share (they write into common folders).
+        in_place: ``source`` is a folder of ``out`` (div2k converting in place): the run that wrote the files of
+            this run's names is then this run's input, not another input.
 
     Raises:
-        InputError: an earlier run from the same input had other ``settings``, or an earlier run from another input
-            made outputs of the same names.
+        InputError: files made with other settings, or from another input under this run's names, exist.
     """
     path = os.path.join(out, RECORD_NAME)
-    runs = _load(path)
     source = os.path.realpath(source)
     names = sorted(set(names))
-    mine = None
-    for run in runs:
-        if run['command'] != command:
-            continue
-        if run['source'] == source:
-            changed = {key: value for key, value in settings.items() if run['settings'].get(key, value) != value}
+    with _locked(out):
+        runs = _load(path)
+        mine = None
+        for run in list(runs):
+            if run['command'] != command:
+                continue
+            on_disk = [name for name in run['names'] if os.path.exists(os.path.join(out, name))]
+            if not on_disk:
+                runs.remove(run)  # its files are gone (or were never written): nothing to protect
+                continue
+            run['names'] = on_disk
+            same_input = run['source'] == source or (in_place and bool(set(on_disk) & set(names)))
+            compared = settings.keys() if same_input else shared
+            changed = {key: settings[key] for key in compared
+                       if key in run['settings'] and run['settings'][key] != settings[key]}
             if changed:
-                earlier = {key: run['settings'][key] for key in changed}
                 raise InputError(
-                    f"'{out}' holds outputs of '{source}' made with {_describe(earlier)}; this run asks for "
-                    f'{_describe(changed)}. Files already there are kept, so the folder would mix both: choose '
-                    'another --out, or delete the folder to prepare it again')
-            mine = run
-            continue
-        taken = sorted(set(run['names']).intersection(names))
-        if taken:
-            raise InputError(
-                f"'{out}' already holds {len(taken)} outputs of the same names made from '{run['source']}' "
-                f"({', '.join(taken[:SHOWN])}{' ...' if len(taken) > SHOWN else ''}); they would be kept instead "
-                "of this input's: give this set its own --prefix (or --out)")
-    if mine is None:
-        runs.append({'command': command, 'source': source, 'settings': settings, 'names': names})
-    elif set(names) <= set(mine['names']) and settings.items() <= mine['settings'].items():
-        return
-    else:
-        mine['names'] = sorted(set(mine['names']).union(names))
-        mine['settings'] = {**mine['settings'], **settings}
-    atomic_write(path, lambda f: json.dump({'runs': runs}, f, indent=1), mode='w')
+                    f"'{out}' holds {len(on_disk)} outputs of '{run['source']}' made with "
+                    f"{_describe({key: run['settings'][key] for key in changed})} ({_listed(on_disk)}); this run "
+                    f'asks for {_describe(changed)}. Files already there are kept, so the folder would mix both: '
+                    f'choose another --out, or delete those files (and {path}) to prepare them again')
+            if same_input:
+                mine = mine or run
+                continue
+            taken = sorted(set(on_disk).intersection(names))
+            if taken:
+                raise InputError(
+                    f"'{out}' already holds {len(taken)} outputs of the same names made from '{run['source']}' "
+                    f'({_listed(taken)}); they would be kept instead of this input\'s: '
+                    f"{'give this set its own --prefix or --out' if command == 'benchmark' else 'choose another --out'}"
+                    f" (if '{run['source']}' is this folder moved, delete {path} to start a new record)")
+        if mine is None:
+            runs.append({'command': command, 'source': source, 'settings': settings, 'names': names})
+        else:
+            mine['names'] = sorted(set(mine['names']).union(names))
+            mine['settings'] = {**mine['settings'], **settings}
+        atomic_write(path, lambda f: json.dump({'runs': runs}, f, indent=1), mode='w')

@@ -180,8 +180,13 @@ class AdaFormerModel(SRModel):
 
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
+        self._trained_iter = current_iter
         if self.after_iteration is not None:
             self.after_iteration(current_iter)
+
+    def resume_training(self, resume_state: Dict) -> None:
+        super().resume_training(resume_state)
+        self._trained_iter = resume_state['iter']
 
     def _tested_network(self) -> torch.nn.Module:
         """The bare network that validation and test run: the EMA one where training keeps one."""
@@ -293,10 +298,10 @@ class AdaFormerModel(SRModel):
             atomic_write(f'{base}_{suffix}.png', lambda f, data=buf: f.write(data.tobytes()))
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
-        if self.is_train and isinstance(current_iter, int):
+        if self.is_train and isinstance(current_iter, int) and self._trained_iter is not None:
             # BasicSR's loop leaves its counter past total_iter (one step per epoch left): the last validation would
             # be logged and its stats file named at an iteration that never ran
-            current_iter = min(current_iter, int(self.opt['train']['total_iter']))
+            current_iter = self._trained_iter
         self._records = []
         self._dataset_name = dataloader.dataset.opt['name']
         self._current_iter = current_iter
@@ -359,6 +364,9 @@ class AdaFormerModel(SRModel):
     def save_training_state(self, epoch, current_iter) -> None:
         with torch_save_is_atomic(), self._state_extras():
             super().save_training_state(epoch, current_iter)
+
+    #: the last iteration the weights have (trained in this process, or resumed); None before either
+    _trained_iter: Optional[int] = None
 
     # Hooks of `basicsr train` (adaformer_arch/train.py) for Ctrl-C checkpoints and exact resume; None: not used.
     #: called with current_iter when that iteration is complete (optimiser step and EMA update done)
