@@ -62,6 +62,7 @@ MODEL_KEYS = {
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps', 'dtype'),
 }
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
+SUGGEST = 0.7  # difflib ratio above which a known name is suggested (EDSR's res_scale -> 'upscale' is 0.625)
 PAIR_CHECK_THREADS = 8
 MAX_PAIRS_NAMED = 3  # per data set; the others are counted
 
@@ -161,7 +162,7 @@ def _option_file() -> str:
 
 def closest(name: str, candidates: Iterable[str]) -> str:
     """'; did you mean X?' for the closest candidate, or ''."""
-    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=0.6)
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=SUGGEST)
     return f'; did you mean {match[0]!r}?' if match else ''
 
 
@@ -413,6 +414,30 @@ def _check_output_folder(opt: Dict) -> List[str]:
             'rename the file in the way'] if problem else []
 
 
+def _check_restarts(scheduler: Dict, total_iter: Any) -> List[str]:
+    """The lists of BasicSR's restart schedulers, which it reads only after the first checkpoints are written:
+    ``periods`` (CosineAnnealingRestartLR) and ``restarts`` (MultiStepRestartLR) must have one ``restart_weights``
+    entry each, and the cosine periods must cover ``total_iter`` (past their sum the learning rate is undefined:
+    a TypeError mid-training)."""
+    kind = scheduler.get('type')
+    key = {'CosineAnnealingRestartLR': 'periods', 'MultiStepRestartLR': 'restarts'}.get(kind)
+    if key is None:
+        return []
+    values = scheduler.get(key, (0,))
+    weights = scheduler.get('restart_weights', (1,))
+    if not isinstance(values, (list, tuple)) or not all(is_integer(v, 1 if key == 'periods' else 0) for v in values):
+        return [f'train.scheduler.{key}: must be a list of integers{" >= 1" if key == "periods" else ""}, got '
+                f'{values!r}']
+    if not isinstance(weights, (list, tuple)) or len(weights) != len(values):
+        return [f'train.scheduler.restart_weights: {kind} needs one weight per entry of {key} ({len(values)}), '
+                f'got {weights!r}']
+    if key == 'periods' and is_number(total_iter, 1) and sum(values) < int(total_iter):
+        return [f'train.scheduler.periods: they add up to {sum(values)}, fewer than train.total_iter '
+                f'{int(total_iter)}: past their sum {kind} has no learning rate (BasicSR stops with a TypeError '
+                'there); lengthen the periods or lower total_iter']
+    return []
+
+
 def _check_device(opt: Dict) -> List[str]:
     """A GPU count on a machine without CUDA (``num_gpu: auto`` gives 0 there), and CPU processes of a distributed
     run in an NCCL process group, which carries CUDA tensors only."""
@@ -453,6 +478,8 @@ def _check_training(opt: Dict) -> List[str]:
                         f'{scheduler.get("type")!r}{closest(str(scheduler.get("type")), SCHEDULERS)}')
     if 'total_iter' in train and not is_number(train['total_iter'], 1):  # BasicSR takes int() of it
         problems.append(f'train.total_iter: must be a number >= 1, got {train["total_iter"]!r}')
+    elif isinstance(scheduler, dict):
+        problems += _check_restarts(scheduler, train.get('total_iter'))
     if opt.get('model_type') == 'AdaFormerModel':
         if train.get('estimator_only') is True and not train.get('uncertainty_opt'):
             problems.append('train.estimator_only trains the confidence estimator with L_USL: add '

@@ -139,8 +139,10 @@ class Training:
             check_resume(opt, state['iter'])
             self.resume_point = state.get(RESUME_POINT)
             if self.resume_point is None:
-                self._notes.append(f'{path} has no resume point (it was written by BasicSR or an older basicsr '
-                                   f"train): epoch {state['epoch']} restarts from its first sample, as in BasicSR.")
+                writer = ('BasicSR or an older basicsr train' if opt.get('model_type') == 'AdaFormerModel' else
+                          f"model_type {opt.get('model_type')}: only AdaFormerModel saves one")
+                self._notes.append(f'{path} has no resume point (written by {writer}): epoch {state["epoch"]} '
+                                   'restarts from its first sample, as in BasicSR.')
             return state
         if skipped:
             self._notes.append('No training state could be loaded: training starts from iteration 0 (BasicSR '

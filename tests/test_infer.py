@@ -257,6 +257,13 @@ def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_pat
     assert 'confidence estimator has 5 hidden channels: set network_g estimator_dim: 5' in err
 
 
+def test_other_network_width_gives_no_estimator_hint(model, tmp_path, capsys):
+    """The estimator's input width follows num_feat; only its hidden channels are estimator_dim."""
+    code, err = infer_with_checkpoint(model, tmp_path, capsys, 'wide.pth', num_feat=12)
+    assert code == 2 and 'conv_first.weight: checkpoint (12, 3, 3, 3)' in err
+    assert 'estimator_dim' not in err
+
+
 def test_estimator_width_hint_survives_a_long_mismatch_report(model, tmp_path, capsys):
     code, err = infer_with_checkpoint(model, tmp_path, capsys, 'wide.pth', num_feat=12, estimator_dim=5)
     assert code == 2 and '... and' in err  # more tensors disagree than the report names

@@ -120,6 +120,17 @@ def test_misspelled_network_argument_names_the_closest(data):
     assert 'num_prototypes' in problem  # lists what it takes
 
 
+def test_argument_of_another_network_gets_no_far_fetched_suggestion(data):
+    """EDSR's network_g with only its type changed: res_scale has no AdaFormer counterpart ('upscale' is not it),
+    num_block has one."""
+    opt = train_options(data)
+    opt['network_g'].update(res_scale=1, num_block=2)
+    num_block, res_scale = sorted(problems(opt))
+    assert num_block.startswith("network_g.num_block: AdaFormer has no argument 'num_block'; did you mean "
+                                "'num_block_enc'?")
+    assert res_scale.startswith("network_g.res_scale: AdaFormer has no argument 'res_scale' (AdaFormer takes:")
+
+
 def test_unknown_network_type_names_the_closest(data):
     opt = train_options(data)
     opt['network_g']['type'] = 'AdaFromer'
@@ -307,6 +318,13 @@ def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
      "val.metrics.psnr.type: no metric named 'calculate_psnrr'; did you mean 'calculate_psnr'?"),
     (lambda o: o.update(scale='2'), "scale: must be a positive integer, got '2' (remove the quotes)"),
     (lambda o: o.update(num_gpu=1), 'num_gpu is 1 but PyTorch finds no CUDA GPU on this machine'),
+    (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': [1, 2]}),
+     'train.scheduler.restart_weights: CosineAnnealingRestartLR needs one weight per entry of periods (2), got (1,)'),
+    (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': [1],
+                                            'restart_weights': [1]}),
+     'train.scheduler.periods: they add up to 1, fewer than train.total_iter 4'),
+    (lambda o: o['train'].update(scheduler={'type': 'MultiStepRestartLR', 'milestones': [2], 'restarts': [0, 2]}),
+     'train.scheduler.restart_weights: MultiStepRestartLR needs one weight per entry of restarts (2)'),
     (lambda o: o.update(model_type='SRModel'),
      'train.uncertainty_opt is read by AdaFormerModel only; model_type SRModel would ignore it'),
 ])

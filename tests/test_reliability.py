@@ -391,12 +391,16 @@ def test_state_without_resume_point_resumes_as_basicsr_does(tmp_path, monkeypatc
     states, models = _experiment_folders(tmp_path, monkeypatch)
     torch.save({'epoch': 1, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
     torch.save({'params': {}}, models / 'net_g_4.pth')
-    opt = dict(_resume_opt(tmp_path), network_g={})
+    opt = dict(_resume_opt(tmp_path), network_g={}, model_type='AdaFormerModel')
     training = Training()
     assert training.load_resume_state(opt)['iter'] == 4
     assert training.resume_point is None
     assert opt['path']['pretrain_network_g'].endswith('models/net_g_4.pth')
-    assert any('has no resume point' in n and 'epoch 1 restarts from its first sample' in n for n in training._notes)
+    assert any('has no resume point (written by BasicSR or an older basicsr train): epoch 1 restarts from its first '
+               'sample' in n for n in training._notes)
+    training = Training()
+    training.load_resume_state(dict(opt, model_type='SRModel'))  # SRModel's states never have one
+    assert any('(written by model_type SRModel: only AdaFormerModel saves one)' in n for n in training._notes)
 
 
 def test_auto_resume_removes_temporaries_of_writes_cut_short_anywhere_in_the_experiment(tmp_path, monkeypatch):

@@ -74,7 +74,7 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
     own = net.state_dict()
     lines = []
     estimator = [k for k in own if k.endswith('estimator.conv1.weight') and k in state
-                 and state[k].shape != own[k].shape]
+                 and state[k].shape[0] != own[k].shape[0]]  # its hidden channels (not the input width)
     if estimator:  # checkpoints from before estimator_dim (32 channels then) or trained with another width
         width = state[estimator[0]].shape[0]
         lines.append(f'the checkpoint\'s confidence estimator has {width} hidden channels: set network_g '
