@@ -10,7 +10,8 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
 * options only AdaFormerModel reads (``tile``, ``val.dtype``, ``train.uncertainty_opt``, ...) under another
   ``model_type``, which would ignore them;
 * for training: an optimiser or scheduler basicsr 1.4.2 does not build, a learning rate or ``total_iter`` that is
-  not a number, batch options that are not integers, a ``gt_size`` that is not a multiple of the scale;
+  not a number, batch options that are not integers, a ``gt_size`` that is not a multiple of the scale, restart
+  schedulers whose ``restart_weights`` do not match, cosine ``periods`` that end before ``total_iter``;
 * data set and metric ``type``s that are not registered, a ``PairedImageDataset`` without its folders, and
   ``num_gpu`` above 0 on a machine without CUDA, ``num_gpu: 0`` in an NCCL (GPU-only) distributed run;
 * a ``PairedImageDataset`` training set that does not fill one batch (BasicSR would end without training), and a
@@ -25,9 +26,11 @@ traceback, or not at all (a misspelled optional key is silently ignored). These 
   ``val.dtype`` / ``train.autocast`` that is not a known precision (or float16 without a GPU / for training);
 * ``path.pretrain_network_g`` that does not exist, cannot be loaded as plain weights, or (with ``strict_load_g``)
   does not fit ``network_g``: every tensor that disagrees is named (BasicSR would fail with a traceback later);
-* data set folders and files that do not exist, and image pairs of a ``PairedImageDataset`` whose sizes do not match
-  the scale (read from the image headers or the LMDB ``meta_info.txt``, not by decoding), or whose header cannot be
-  read (for `basicsr test` these are left to :mod:`adaformer_arch.data.test_pairs`, which skips them).
+* data set folders and files that do not exist, a ``filename_tmpl`` that names nothing, image folders that do not
+  pair up (each image without its partner named), and image pairs of a ``PairedImageDataset`` whose sizes do not
+  match the scale, or are smaller than ``gt_size`` (read from the image headers or the LMDB ``meta_info.txt``, not by
+  decoding), or whose header cannot be read (for `basicsr test` these are left to
+  :mod:`adaformer_arch.data.test_pairs`, which skips them).
 """
 import argparse
 import difflib
@@ -423,14 +426,20 @@ def _check_restarts(scheduler: Dict, total_iter: Any) -> List[str]:
     key = {'CosineAnnealingRestartLR': 'periods', 'MultiStepRestartLR': 'restarts'}.get(kind)
     if key is None:
         return []
-    values = scheduler.get(key, (0,))
-    weights = scheduler.get('restart_weights', (1,))
+    default = {'periods': None, 'restarts': [0]}[key]  # CosineAnnealingRestartLR requires its periods
+    values = scheduler.get(key, default)
+    if values is None:
+        return [f'train.scheduler.periods: missing; {kind} needs the list of its cycle lengths in iterations']
     if not isinstance(values, (list, tuple)) or not all(is_integer(v, 1 if key == 'periods' else 0) for v in values):
         return [f'train.scheduler.{key}: must be a list of integers{" >= 1" if key == "periods" else ""}, got '
                 f'{values!r}']
-    if not isinstance(weights, (list, tuple)) or len(weights) != len(values):
-        return [f'train.scheduler.restart_weights: {kind} needs one weight per entry of {key} ({len(values)}), '
-                f'got {weights!r}']
+    weights = scheduler.get('restart_weights')
+    if weights is not None and not isinstance(weights, (list, tuple)):
+        return [f'train.scheduler.restart_weights: must be a list, got {weights!r}']
+    if (1 if weights is None else len(weights)) != len(values):
+        given = "none given (BasicSR's default: one weight, [1])" if weights is None else f'got {weights!r}'
+        return [f'train.scheduler.restart_weights: {kind} needs one weight per entry of {key} ({len(values)}); '
+                f'{given}']
     if key == 'periods' and is_number(total_iter, 1) and sum(values) < int(total_iter):
         return [f'train.scheduler.periods: they add up to {sum(values)}, fewer than train.total_iter '
                 f'{int(total_iter)}: past their sum {kind} has no learning rate (BasicSR stops with a TypeError '
@@ -548,6 +557,10 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
         if missing:
             return [f'{where}: PairedImageDataset needs {" and ".join(missing)} (the HR and LR folders); '
                     'add them'], None
+        tmpl = dataset.get('filename_tmpl', '{}')
+        if not _formats_one_name(tmpl):
+            return [f"{where}.filename_tmpl: must be a string with one '{{}}' for the HR image's name (e.g. '{{}}' "
+                    f"or '{{}}x4'), got {tmpl!r}"], None
     problems = []
     for key, value in dataset.items():
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
@@ -639,23 +652,37 @@ def _pair_problem(gt: Tuple[int, int], lq: Tuple[int, int], scale: int, train: b
     return '', ''
 
 
+def _formats_one_name(tmpl: Any) -> bool:
+    """``filename_tmpl`` works as BasicSR uses it: ``tmpl.format(stem)``."""
+    try:
+        return isinstance(tmpl, str) and tmpl.format('a') != tmpl.format('b')
+    except (IndexError, KeyError, ValueError):
+        return False
+
+
+def _pairs_from_folders(dataset: Dict) -> bool:
+    """PairedImageDataset pairs the files of its two folders by name (no LMDB, no ``meta_info_file``)."""
+    return dataset.get('io_backend', {}).get('type') != 'lmdb' and dataset.get('meta_info_file') is None
+
+
 def _unpaired(dataset: Dict) -> str:
-    """For folders of images (no LMDB, no meta_info_file): which HR images have no LR image under the name
-    ``filename_tmpl`` gives them, and which LR images no HR image names; '' when every image has its partner."""
-    if dataset.get('io_backend', {}).get('type') == 'lmdb' or dataset.get('meta_info_file') is not None:
+    """For folders of images: which HR images have no LR image under the name ``filename_tmpl`` gives them, and
+    which LR images no HR image names; '' when every image has its partner (or the pairs come from elsewhere)."""
+    if not _pairs_from_folders(dataset):
         return ''
     tmpl = dataset.get('filename_tmpl', '{}')
     gt_names = sorted(scandir(dataset['dataroot_gt']))
     lq_names = set(scandir(dataset['dataroot_lq']))
     expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in gt_names}
-    no_lq = [f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
+    no_lq = [name if lq == name else f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
     no_gt = sorted(lq_names - set(expected))
     found = []
-    for names, what in ((no_lq, f'HR images without their LR in {dataset["dataroot_lq"]}'),
-                        (no_gt, f'LR images without an HR image in {dataset["dataroot_gt"]}')):
+    for names, what in ((no_lq, f'with no LR image in {dataset["dataroot_lq"]}'),
+                        (no_gt, f'with no HR image in {dataset["dataroot_gt"]}')):
         if names:
             more = f' and {len(names) - MAX_PAIRS_NAMED} more' if len(names) > MAX_PAIRS_NAMED else ''
-            found.append(f'{len(names)} {what}: {", ".join(names[:MAX_PAIRS_NAMED])}{more}')
+            kind = ('HR' if names is no_lq else 'LR') + (' image' if len(names) == 1 else ' images')
+            found.append(f'{len(names)} {kind} {what}: {", ".join(names[:MAX_PAIRS_NAMED])}{more}')
     return '; '.join(found)
 
 
@@ -665,7 +692,7 @@ def _pair_paths(dataset: Dict) -> List[Dict[str, str]]:
     if dataset.get('io_backend', {}).get('type') == 'lmdb':
         return paired_paths_from_lmdb(folders, keys)
     tmpl = dataset.get('filename_tmpl', '{}')
-    if dataset.get('meta_info_file') is not None:
+    if not _pairs_from_folders(dataset):
         return paired_paths_from_meta_info_file(folders, keys, dataset['meta_info_file'], tmpl)
     return paired_paths_from_folder(folders, keys, tmpl)
 

@@ -36,6 +36,7 @@ from basicsr.train import init_tb_loggers
 from basicsr.models import build_model
 from basicsr.utils import check_resume, get_root_logger, scandir
 from basicsr.utils.options import parse_options
+from basicsr.utils.registry import MODEL_REGISTRY
 
 from .compat import exit_distributed_rank
 from .models.adaformer_model import AdaFormerModel
@@ -139,8 +140,10 @@ class Training:
             check_resume(opt, state['iter'])
             self.resume_point = state.get(RESUME_POINT)
             if self.resume_point is None:
-                writer = ('BasicSR or an older basicsr train' if opt.get('model_type') == 'AdaFormerModel' else
-                          f"model_type {opt.get('model_type')}: only AdaFormerModel saves one")
+                kind = opt.get('model_type')
+                saves_one = kind in MODEL_REGISTRY and issubclass(MODEL_REGISTRY.get(kind), AdaFormerModel)
+                writer = ('BasicSR or an older basicsr train' if saves_one else
+                          f'model_type {kind}: only AdaFormerModel saves one')
                 self._notes.append(f'{path} has no resume point (written by {writer}): epoch {state["epoch"]} '
                                    'restarts from its first sample, as in BasicSR.')
             return state

@@ -266,15 +266,14 @@ def test_training_patch_larger_than_the_images(data):
 def test_unpaired_folders_name_the_images_without_a_partner(data):
     (data / 'LR' / 'img3.png').unlink()
     assert problems(train_options(data))[0] == (
-        f'datasets.train: the HR/LR pairs cannot be listed: 1 HR images without their LR in {data}/LR: img3.png '
-        '(expects img3.png)')
+        f'datasets.train: the HR/LR pairs cannot be listed: 1 HR image with no LR image in {data}/LR: img3.png')
     (data / 'LR' / 'img9.png').write_bytes(b'')
     opt = train_options(data)
     opt['datasets']['train']['filename_tmpl'] = '{}x2'
     assert problems(opt)[0] == (
-        f'datasets.train: the HR/LR pairs cannot be listed: 4 HR images without their LR in {data}/LR: img0.png '
+        f'datasets.train: the HR/LR pairs cannot be listed: 4 HR images with no LR image in {data}/LR: img0.png '
         f'(expects img0x2.png), img1.png (expects img1x2.png), img2.png (expects img2x2.png) and 1 more; 4 LR images '
-        f'without an HR image in {data}/HR: img0.png, img1.png, img2.png and 1 more')
+        f'with no HR image in {data}/HR: img0.png, img1.png, img2.png and 1 more')
 
 
 def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
@@ -319,7 +318,13 @@ def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
     (lambda o: o.update(scale='2'), "scale: must be a positive integer, got '2' (remove the quotes)"),
     (lambda o: o.update(num_gpu=1), 'num_gpu is 1 but PyTorch finds no CUDA GPU on this machine'),
     (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': [1, 2]}),
-     'train.scheduler.restart_weights: CosineAnnealingRestartLR needs one weight per entry of periods (2), got (1,)'),
+     'train.scheduler.restart_weights: CosineAnnealingRestartLR needs one weight per entry of periods (2); none given '
+     "(BasicSR's default: one weight, [1])"),
+    (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR'}), 'train.scheduler.periods: missing'),
+    (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': 4}),
+     'train.scheduler.periods: must be a list of integers >= 1, got 4'),
+    (lambda o: o['datasets']['train'].update(filename_tmpl='{x}'),
+     "datasets.train.filename_tmpl: must be a string with one '{}' for the HR image's name"),
     (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': [1],
                                             'restart_weights': [1]}),
      'train.scheduler.periods: they add up to 1, fewer than train.total_iter 4'),

@@ -1,4 +1,5 @@
 """`basicsr prepare`: sizes and names of every subcommand, LMDB through PairedImageDataset, resuming, bad input."""
+import json
 import os
 import shutil
 from pathlib import Path
@@ -13,7 +14,8 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
 
 from adaformer_arch.data.prepare import main as prepare
-from adaformer_arch.data.provenance import LOCK_NAME, RECORD_NAME
+from adaformer_arch.data.jobs import InputError
+from adaformer_arch.data.provenance import LOCK_NAME, RECORD_NAME, claim_outputs
 from helpers import run_cli
 
 
@@ -294,13 +296,13 @@ def test_rerun_with_other_settings_or_another_set_of_the_same_names_is_refused(t
     prepare(bench + ['--workers', '1'])
     lr_before = read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png')
     message = refused(bench + ['--lr-dir', str(tmp_path / 'lr')], capsys)
-    assert f"holds 1 outputs of '{tmp_path / 'a'}' made with LR x4 'bicubic' (HR/im_1.png); this run asks for " \
+    assert f"holds 1 output of '{tmp_path / 'a'}' made with LR x4 'bicubic' (HR/im_1.png); this run asks for " \
            f"LR x4 '{tmp_path / 'lr'}'" in message
     np.testing.assert_array_equal(read(tmp_path / 'out' / 'LR_bicubic' / 'X4' / 'im_1.png'), lr_before)
     assert "made with prefix '' (HR/im_1.png); this run asks for prefix 'a_'" in refused(bench + ['--prefix', 'a_'],
                                                                                          capsys)
     message = refused(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4'], capsys)
-    assert f"already holds 1 outputs of the same names made from '{tmp_path / 'a'}' (HR/im_1.png)" in message
+    assert f"already holds 1 output of the same names made from '{tmp_path / 'a'}' (HR/im_1.png)" in message
     assert 'own --prefix' in message
     prepare(['benchmark', '--hr', str(tmp_path / 'b'), '--out', out, '--scale', '4', '--prefix', 'b_'])
     assert names(tmp_path / 'out' / 'HR') == ['b_im_1.png', 'im_1.png']
@@ -321,14 +323,37 @@ def test_rerun_with_other_settings_or_another_set_of_the_same_names_is_refused(t
     prepare(flickr + ['--crop-size', '32', '--step', '16'])
 
 
-def test_in_place_div2k_continues_the_record_of_the_run_that_made_its_input(tmp_path, capsys):
-    """docs/datasets.md: a later run may take the prepared DIV2K_<split>_HR as its input (to add a scale)."""
-    write(tmp_path / 'dl' / '0801.png', smooth_image(48, 48, 1))
+def test_in_place_div2k_continues_the_record_of_the_runs_that_made_its_input(tmp_path, capsys):
+    """docs/datasets.md: a later run may take the prepared DIV2K_<split>_HR as its input (to add a scale), also when
+    two sets (DIV2K, Flickr2K) made it; each set's files stay its own."""
+    write(tmp_path / 'div2k' / '0801.png', smooth_image(48, 48, 1))
+    write(tmp_path / 'flickr' / '0001f.png', smooth_image(48, 48, 2))
     out = tmp_path / 'D'
-    prepare(['div2k', '--hr', str(tmp_path / 'dl'), '--out', str(out), '--split', 'valid', '--scales', '4'])
+    for folder in ('div2k', 'flickr'):
+        prepare(['div2k', '--hr', str(tmp_path / folder), '--out', str(out), '--split', 'valid', '--scales', '4'])
     prepare(['div2k', '--hr', str(out / 'DIV2K_valid_HR'), '--out', str(out), '--split', 'valid', '--scales', '2',
              '4'])
-    assert names(out / 'DIV2K_valid_LR_bicubic' / 'X2') == ['0801x2.png']
+    assert names(out / 'DIV2K_valid_LR_bicubic' / 'X2') == ['0001fx2.png', '0801x2.png']
+    prepare(['div2k', '--hr', str(tmp_path / 'flickr'), '--out', str(out), '--split', 'valid', '--scales', '4'])
+    write(tmp_path / 'other' / '0801.png', smooth_image(48, 48, 3))  # a third set taking DIV2K's name
+    message = refused(['div2k', '--hr', str(tmp_path / 'other'), '--out', str(out), '--split', 'valid', '--scales',
+                       '4'], capsys)
+    assert f"already holds 1 output of the same names made from '{tmp_path / 'div2k'}' " \
+           '(DIV2K_valid_HR/0801.png)' in message
+
+
+def test_runs_started_together_keep_each_others_record(tmp_path):
+    """Two inputs claim before either has written a file (the per-set loop run with '&'): both entries stay, so a
+    third input of the same names as the first is refused once the first has written its file."""
+    out = tmp_path / 'out'
+    for source in ('a', 'b'):
+        (tmp_path / source).mkdir()
+        claim_outputs(str(out), 'benchmark', str(tmp_path / source), {}, [f'HR/{source}.png'])
+    assert [run['source'] for run in json.loads((out / RECORD_NAME).read_text())['runs']] == \
+        [str(tmp_path / 'a'), str(tmp_path / 'b')]
+    write(out / 'HR' / 'a.png', smooth_image(8, 8))
+    with pytest.raises(InputError, match="already holds 1 output of the same names made from '.*/a' "):
+        claim_outputs(str(out), 'benchmark', str(tmp_path / 'b'), {}, ['HR/a.png'])
 
 
 def test_existing_outputs_of_another_crop_are_skipped_by_name(tmp_path, capsys):
@@ -362,7 +387,8 @@ def test_output_names_and_folders_that_would_go_wrong_are_refused(tmp_path, caps
                                                         capsys)
     (tmp_path / 'o2').mkdir()
     (tmp_path / 'o2' / 'HR').write_text('a file where the HR folder goes')
-    assert f"output folder '{tmp_path / 'o2' / 'HR'}' cannot be created ({tmp_path / 'o2' / 'HR'} is a file)" in \
+    assert f"output folder '{tmp_path / 'o2' / 'HR'}' cannot be used ({tmp_path / 'o2' / 'HR'} is a file); move that " \
+           'file' in \
         refused(bench + ['--out', str(tmp_path / 'o2')], capsys)
     write(tmp_path / 'div8k' / '1205.png', smooth_image(32, 32, 2))
     write(tmp_path / 'div8k' / '1205_copy.png', smooth_image(32, 32, 3))

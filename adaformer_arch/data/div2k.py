@@ -27,8 +27,8 @@ from .image_io import image_number, image_size, list_images
 from .image_ops import bicubic_downscale, sub_image_boxes
 from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
                    size_mismatch)
-from .provenance import claim_outputs
 from .lmdb_build import build_lmdb
+from .provenance import claim_outputs
 
 SPLIT_NUMBERS = {'train': (1, 800), 'valid': (801, 900)}  # DIV2K's image numbers per split
 
@@ -175,8 +175,8 @@ def prepare_div2k(hr_dir: str, out: str, scales: Sequence[int] = (2, 3, 4), spli
     config = Div2kConfig(out, split, scales, crop_size, step, write_hr)
     check_output_folders(config.folders())
     grid = {'crop_size': crop_size, 'step': step} if config.sub_images else {}
-    claim_outputs(out, f'div2k {split}', hr_dir, grid, [f'DIV2K_{split}_HR/{os.path.splitext(n)[0]}.png' for n in names],
-                  shared=tuple(grid), in_place=not write_hr)
+    hr_names = [f'DIV2K_{split}_HR/{os.path.splitext(n)[0]}.png' for n in names]
+    claim_outputs(out, f'div2k {split}', hr_dir, grid, hr_names, shared=tuple(grid), in_place=not write_hr)
     results = run_jobs(functools.partial(prepare_div2k_image, config), [os.path.join(hr_dir, n) for n in names],
                        workers, f'div2k {split}')
     folders = config.folders()

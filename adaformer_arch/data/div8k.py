@@ -12,8 +12,8 @@ and ``OUT/<set>/LR_bicubic/X4/<stem>.png``.
 """
 import functools
 import os
-from dataclasses import dataclass
 from collections import defaultdict
+from dataclasses import dataclass
 from typing import Dict, List, Optional, Tuple
 
 from basicsr.data.transforms import mod_crop

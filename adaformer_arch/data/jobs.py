@@ -1,7 +1,10 @@
 """Running one preparation job per input image: worker processes, a progress bar, skip-if-complete, a summary.
 
 A job writes each of its outputs only if it is missing (outputs are written atomically, so an existing file is a
-complete one); re-running a command therefore only fills in what an interrupted run left out.
+complete one); re-running a command therefore only fills in what an interrupted run left out. That is right only
+for outputs of the same input and settings: :mod:`.provenance` refuses a run whose outputs would mix with other
+ones, and :func:`size_mismatch` skips an image whose existing output is not the crop this run makes. The output
+folders are checked up front (:func:`check_output_folders`).
 """
 import multiprocessing
 import os
@@ -44,8 +47,9 @@ def check_output_folders(folders: Sequence[str]) -> None:
     for folder in folders:
         problem = folder_problem(folder)
         if problem:
-            raise InputError(f"output folder '{folder}' cannot be created ({problem}); move the file or choose "
-                             'another --out')
+            raise InputError(f"output folder '{folder}' cannot be used ({problem}); "
+                             f"{'move that file' if problem.endswith('is a file') else 'fix the permissions'} or "
+                             'choose another --out')
 
 
 def size_mismatch(path: str, size: Tuple[int, int], what: str) -> Optional[str]:

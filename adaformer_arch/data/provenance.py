@@ -5,7 +5,8 @@ input and settings made them. Each command therefore records, before it writes a
 settings that decide its outputs (official or computed LR, sub-image grid, name prefix, minimum size) and its output
 files, and refuses a run whose outputs would land next to files that other settings or another input made:
 otherwise the folder would silently mix both. Only files still on disk count: a record whose files were deleted (or
-never written, as after a Ctrl-C at the start) does not stand in the way. (An existing output whose size does not fit
+not written yet, as after a Ctrl-C at the start, or by a run started at the same time) does not stand in the way,
+and is kept. (An existing output whose size does not fit
 this run's crop, e.g. a mod-4 HR image met by a run at x3, is caught per image by :func:`jobs.size_mismatch`.)
 
 Record layout: ``{"runs": [{"command", "source", "settings", "names"}, ...]}``, one run per command and input
@@ -33,8 +34,12 @@ SHOWN = 5  # names listed in a message
 
 @contextlib.contextmanager
 def _locked(out: str) -> Iterator[None]:
-    os.makedirs(out, exist_ok=True)
-    with open(os.path.join(out, LOCK_NAME), 'a') as lock:
+    try:
+        os.makedirs(out, exist_ok=True)
+        lock = open(os.path.join(out, LOCK_NAME), 'a')
+    except OSError as err:
+        raise InputError(f"cannot write the record of '{out}' ({err}); choose another --out") from None
+    with lock:
         if fcntl is not None:
             fcntl.flock(lock, fcntl.LOCK_EX)
         yield
@@ -62,6 +67,10 @@ def _listed(names: Sequence[str]) -> str:
     return f"{', '.join(names[:SHOWN])}{' ...' if len(names) > SHOWN else ''}"
 
 
+def _outputs(count: int) -> str:
+    return f'{count} output{"" if count == 1 else "s"}'
+
+
 def claim_outputs(out: str, command: str, source: str, settings: Dict[str, Any], names: Iterable[str],
                   shared: Sequence[str] = (), in_place: bool = False) -> None:
     """Check ``OUT/.prepare.json`` and add this run to it, before anything is written.
@@ -85,35 +94,39 @@ def claim_outputs(out: str, command: str, source: str, settings: Dict[str, Any],
     names = sorted(set(names))
     with _locked(out):
         runs = _load(path)
-        mine = None
-        for run in list(runs):
+        mine, continued = None, set()
+        for run in runs:
             if run['command'] != command:
                 continue
+            # only files on disk count (a run started at the same time may not have written any yet: its entry stays)
             on_disk = [name for name in run['names'] if os.path.exists(os.path.join(out, name))]
-            if not on_disk:
-                runs.remove(run)  # its files are gone (or were never written): nothing to protect
-                continue
-            run['names'] = on_disk
-            same_input = run['source'] == source or (in_place and bool(set(on_disk) & set(names)))
-            compared = settings.keys() if same_input else shared
+            own = run['source'] == source
+            made_my_input = in_place and not own and bool(set(on_disk) & set(names))
+            if own and not on_disk:
+                run['settings'] = {}  # nothing of it is left: this run starts it again
+            compared = settings.keys() if own or made_my_input else shared
             changed = {key: settings[key] for key in compared
                        if key in run['settings'] and run['settings'][key] != settings[key]}
-            if changed:
+            if changed and on_disk:
                 raise InputError(
-                    f"'{out}' holds {len(on_disk)} outputs of '{run['source']}' made with "
+                    f"'{out}' holds {_outputs(len(on_disk))} of '{run['source']}' made with "
                     f"{_describe({key: run['settings'][key] for key in changed})} ({_listed(on_disk)}); this run "
                     f'asks for {_describe(changed)}. Files already there are kept, so the folder would mix both: '
                     f'choose another --out, or delete those files (and {path}) to prepare them again')
-            if same_input:
-                mine = mine or run
-                continue
-            taken = sorted(set(on_disk).intersection(names))
-            if taken:
-                raise InputError(
-                    f"'{out}' already holds {len(taken)} outputs of the same names made from '{run['source']}' "
-                    f'({_listed(taken)}); they would be kept instead of this input\'s: '
-                    f"{'give this set its own --prefix or --out' if command == 'benchmark' else 'choose another --out'}"
-                    f" (if '{run['source']}' is this folder moved, delete {path} to start a new record)")
+            if own:
+                mine = run
+            elif made_my_input:  # its files are this run's input: they stay its own
+                continued.update(set(on_disk) & set(names))
+            else:
+                taken = sorted(set(on_disk).intersection(names))
+                if taken:
+                    advice = 'give this set its own --prefix or --out' if command == 'benchmark' else \
+                        'choose another --out'
+                    raise InputError(
+                        f"'{out}' already holds {_outputs(len(taken))} of the same names made from "
+                        f"'{run['source']}' ({_listed(taken)}); they would be kept instead of this input's: {advice} "
+                        f"(if '{run['source']}' is this folder moved, delete {path} to start a new record)")
+        names = [name for name in names if name not in continued]
         if mine is None:
             runs.append({'command': command, 'source': source, 'settings': settings, 'names': names})
         else:
