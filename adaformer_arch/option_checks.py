@@ -392,6 +392,8 @@ ADAFORMER_MODEL_OPTIONS = (('tile',), ('val', 'dtype'), ('val', 'save_halting_ma
 SHORTFALL_WARNED = 0.01  # share of total_iter that a run may end short of without a warning
 SCHEDULERS = ('MultiStepLR', 'MultiStepRestartLR', 'CosineAnnealingRestartLR')  # what basicsr 1.4.2 builds
 OPTIMIZERS = ('Adam',)  # BaseModel.get_optimizer of basicsr 1.4.2 builds Adam only
+# scheduler -> (its list with one restart weight per entry, the list's default (None: required), least entry)
+RESTART_LISTS = {'CosineAnnealingRestartLR': ('periods', None, 1), 'MultiStepRestartLR': ('restarts', [0], 0)}
 
 
 def _check_model_only_options(opt: Dict) -> List[str]:
@@ -423,16 +425,14 @@ def _check_restarts(scheduler: Dict, total_iter: Any) -> List[str]:
     entry each, and the cosine periods must cover ``total_iter`` (past their sum the learning rate is undefined:
     a TypeError mid-training)."""
     kind = scheduler.get('type')
-    key = {'CosineAnnealingRestartLR': 'periods', 'MultiStepRestartLR': 'restarts'}.get(kind)
-    if key is None:
+    if kind not in RESTART_LISTS:
         return []
-    default = {'periods': None, 'restarts': [0]}[key]  # CosineAnnealingRestartLR requires its periods
+    key, default, minimum = RESTART_LISTS[kind]
     values = scheduler.get(key, default)
     if values is None:
         return [f'train.scheduler.periods: missing; {kind} needs the list of its cycle lengths in iterations']
-    if not isinstance(values, (list, tuple)) or not all(is_integer(v, 1 if key == 'periods' else 0) for v in values):
-        return [f'train.scheduler.{key}: must be a list of integers{" >= 1" if key == "periods" else ""}, got '
-                f'{values!r}']
+    if not isinstance(values, (list, tuple)) or not all(is_integer(v, minimum) for v in values):
+        return [f'train.scheduler.{key}: must be a list of integers{" >= 1" if minimum else ""}, got {values!r}']
     weights = scheduler.get('restart_weights')
     if weights is not None and not isinstance(weights, (list, tuple)):
         return [f'train.scheduler.restart_weights: must be a list, got {weights!r}']
@@ -692,7 +692,7 @@ def _pair_paths(dataset: Dict) -> List[Dict[str, str]]:
     if dataset.get('io_backend', {}).get('type') == 'lmdb':
         return paired_paths_from_lmdb(folders, keys)
     tmpl = dataset.get('filename_tmpl', '{}')
-    if not _pairs_from_folders(dataset):
+    if dataset.get('meta_info_file') is not None:
         return paired_paths_from_meta_info_file(folders, keys, dataset['meta_info_file'], tmpl)
     return paired_paths_from_folder(folders, keys, tmpl)
 

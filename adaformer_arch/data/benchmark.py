@@ -12,7 +12,7 @@ from typing import List, Optional
 from basicsr.data.transforms import mod_crop
 
 from ..utils.image_io import ImageReadError
-from .image_io import hr_fits_lr, image_size, list_images, read_image
+from .image_io import hr_fits_lr, image_size, list_images, mod_crop_size, read_image
 from .image_ops import bicubic_downscale
 from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
                    size_mismatch)
@@ -48,7 +48,7 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
     s = config.scale
     size = image_size(task.hr_path)
     if size is not None:
-        crop = (size[0] - size[0] % s, size[1] - size[1] % s)
+        crop = mod_crop_size(size, s)
         result.skipped = (size_mismatch(hr_out, crop, f'mod-{s} HR crop')
                           or size_mismatch(lr_out, (crop[0] // s, crop[1] // s), f'x1/{s} LR'))
         if result.skipped:
@@ -90,7 +90,7 @@ def _check_pair_sizes(tasks: List[BenchmarkTask], scale: int) -> None:
         hr, lr = image_size(task.hr_path), image_size(task.lr_path)
         if hr is None or lr is None:
             continue  # undecodable: reported and skipped by its job
-        cropped = (hr[0] - hr[0] % scale, hr[1] - hr[1] % scale)
+        cropped = mod_crop_size(hr, scale)
         if not hr_fits_lr(hr, lr, scale):
             bad.append(f'  {os.path.basename(task.hr_path)} ({hr[1]}x{hr[0]}, cropped {cropped[1]}x{cropped[0]}) '
                        f'<-> {os.path.basename(task.lr_path)} ({lr[1]}x{lr[0]}, x{scale} = '

@@ -23,7 +23,7 @@ import numpy as np
 
 from basicsr.data.transforms import mod_crop
 
-from .image_io import image_number, image_size, list_images
+from .image_io import image_number, image_size, list_images, mod_crop_size
 from .image_ops import bicubic_downscale, sub_image_boxes
 from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
                    size_mismatch)
@@ -69,12 +69,11 @@ class Div2kConfig:
         return folders
 
     def outputs(self, stem: str, height: int, width: int) -> List[str]:
-        """Every output path of an input image of this size (before the crop)."""
-        h, w = height - height % self.multiple, width - width % self.multiple
+        """Every output path of an input image whose HR crop (mod ``multiple``) is ``height`` x ``width``."""
         paths = [os.path.join(self.hr_dir(), f'{stem}.png')] if self.write_hr else []
         paths += [os.path.join(self.lr_dir(s), f'{stem}x{s}.png') for s in self.scales]
         if self.sub_images:
-            for i in range(len(sub_image_boxes(h, w, self.crop_size, self.step))):
+            for i in range(len(sub_image_boxes(height, width, self.crop_size, self.step))):
                 sub = f'{stem}_s{i + 1:03d}.png'
                 paths += [os.path.join(self.hr_sub_dir(), sub)] + [os.path.join(self.lr_sub_dir(s), sub)
                                                                    for s in self.scales]
@@ -86,26 +85,23 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
     name = os.path.basename(path)
     stem = os.path.splitext(name)[0]
     result = JobResult(name)
+    m = config.multiple
     size = image_size(path)
-    expected = config.outputs(stem, *size) if size is not None and min(size) >= config.multiple else ()
-    if expected:
-        m = config.multiple
-        crop = (size[0] - size[0] % m, size[1] - size[1] % m)
-        problems = [size_mismatch(os.path.join(config.hr_dir(), f'{stem}.png'), crop, f'HR (mod-{m} crop)')
-                    if config.write_hr else None]
-        problems += [size_mismatch(os.path.join(config.lr_dir(s), f'{stem}x{s}.png'), (crop[0] // s, crop[1] // s),
-                                   f'x1/{s} LR') for s in config.scales]
-        result.skipped = next((problem for problem in problems if problem), None)
+    crop = mod_crop_size(size, m) if size is not None and min(size) >= m else None
+    expected = config.outputs(stem, *crop) if crop else ()
+    if crop:
+        checks = [(os.path.join(config.hr_dir(), f'{stem}.png'), crop, f'HR (mod-{m} crop)')] if config.write_hr else []
+        checks += [(os.path.join(config.lr_dir(s), f'{stem}x{s}.png'), (crop[0] // s, crop[1] // s), f'x1/{s} LR')
+                   for s in config.scales]
+        result.skipped = next(filter(None, (size_mismatch(*check) for check in checks)), None)
         if result.skipped:
             return result
     img = result.read_input(path, expected)
     if img is None:
         if result.existing:  # complete from an earlier run: say again what it did not make
-            result.notes += _sub_image_notes(config, size[0] - size[0] % config.multiple,
-                                             size[1] - size[1] % config.multiple)
+            result.notes += _sub_image_notes(config, *crop)
         return result
     h, w = img.shape[:2]
-    m = config.multiple
     if h < m or w < m:
         result.skipped = f'{w}x{h} is smaller than lcm(scales) = {m}'
         return result

@@ -79,10 +79,11 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
     if not tasks:
         raise InputError(f"'{hr_dir}' holds no DIV8K images numbered 1201-1500 (e.g. 1201.png); "
                          f'it holds {len(names)} image files')
-    check_unique_stems(hr_dir, [os.path.basename(task.path) for task in tasks])  # the images it would prepare
+    task_names = [os.path.basename(task.path) for task in tasks]  # the images it would prepare
+    check_unique_stems(hr_dir, task_names)
     by_number: Dict[int, List[str]] = defaultdict(list)
-    for task in tasks:
-        by_number[image_number(os.path.basename(task.path))].append(os.path.basename(task.path))
+    for name in task_names:
+        by_number[image_number(name)].append(name)
     repeated = [names for names in by_number.values() if len(names) > 1]
     if repeated:
         raise InputError(f"several images in '{hr_dir}' have the same DIV8K number ("
@@ -98,8 +99,8 @@ def prepare_div8k(hr_dir: str, out: str, workers: int = 1) -> List[JobResult]:
               'the test sets will be incomplete')
     folders = [os.path.join(out, name, sub) for name, *_ in TEST_SETS for sub in ('HR', f'LR_bicubic/X{SCALE}')]
     check_output_folders(folders)
-    claim_outputs(out, 'div8k', hr_dir, {}, [f'{t.test_set}/HR/{os.path.splitext(os.path.basename(t.path))[0]}.png'
-                                             for t in tasks])
+    claim_outputs(out, 'div8k', hr_dir, {}, [f'{task.test_set}/HR/{os.path.splitext(name)[0]}.png'
+                                             for task, name in zip(tasks, task_names)])
     results = run_jobs(functools.partial(prepare_div8k_image, out), tasks, workers, 'div8k')
     print_summary(f'prepare div8k {hr_dir} -> {out}', results, folders)
     return results

@@ -31,6 +31,11 @@ def image_number(name: str) -> Optional[int]:
     return int(match.group()) if match else None
 
 
+def mod_crop_size(size: Sequence[int], multiple: int) -> Tuple[int, int]:
+    """The size of BasicSR's ``mod_crop`` of an image of ``size``: each side cut down to a multiple of ``multiple``."""
+    return size[0] - size[0] % multiple, size[1] - size[1] % multiple
+
+
 def hr_fits_lr(hr: Sequence[int], lr: Sequence[int], scale: int) -> bool:
     """An HR size is ``scale`` times the LR size plus less than ``scale`` pixels of border, side by side (the HR
     image's mod-``scale`` crop is exactly ``scale`` x LR): how benchmark sets pair their HR and LR images."""
