@@ -1,4 +1,4 @@
-"""Option checks of `basicsr train` / `basicsr test` (adaformer_arch/option_checks.py): each problem is named with
+"""Option checks of `basicsr train` / `basicsr test` (adaformer_arch/option_checks/): each problem is named with
 its key or file and what to do, before anything is built; the commands exit with status 2 without a traceback."""
 import glob
 import os
@@ -15,7 +15,8 @@ import yaml
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
-from adaformer_arch.option_checks import OptionError, _check_batches, check_options
+from adaformer_arch.option_checks import OptionError, check_options
+from adaformer_arch.option_checks.datasets import _check_batches
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 

@@ -27,7 +27,7 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..option_checks import is_integer
+from ..option_checks.values import is_integer
 from ..utils.precision import parse_autocast, parse_dtype
 
 DEFAULT_SIZES = ('128x128', '480x270', '960x540')

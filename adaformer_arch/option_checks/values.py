@@ -1,0 +1,50 @@
+"""Tests of single option values and names that the checks share: numbers and integers as YAML gives them, names
+registered with BasicSR, the closest known name to a misspelt one, and the hint to remove a value's quotes."""
+import difflib
+import math
+from typing import Any, Iterable
+
+import yaml
+
+SUGGEST = 0.7  # difflib ratio above which a known name is suggested (EDSR's res_scale -> 'upscale' is 0.625)
+
+
+def registered(registry: Any, name: Any) -> bool:
+    """``name`` is in ``registry`` as BasicSR's ``Registry.get`` finds it: also as ``<name>_basicsr`` (the suffix
+    BasicSR gives some of its own entries, e.g. ``RealESRGANDataset``)."""
+    return isinstance(name, str) and (name in registry or f'{name}_basicsr' in registry)
+
+
+def is_number(value: Any, minimum: float) -> bool:
+    """``value`` is an int or float of at least ``minimum`` (not a bool, nor a quoted number)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value >= minimum
+
+
+def is_integer(value: Any, minimum: int) -> bool:
+    """``value`` is an int of at least ``minimum`` (not a bool, which Python counts as an int: YAML's ``true``)."""
+    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def closest(name: str, candidates: Iterable[str]) -> str:
+    """'; did you mean X?' for the closest candidate, or ''."""
+    match = difflib.get_close_matches(name, list(candidates), n=1, cutoff=SUGGEST)
+    return f'; did you mean {match[0]!r}?' if match else ''
+
+
+def _has_type(value: Any, kind: type) -> bool:
+    """``value`` is a ``kind`` (bool, int, float or str) as YAML gives it: a float also takes an int; a bool is
+    neither."""
+    if kind is float:
+        return is_number(value, -math.inf)
+    return isinstance(value, kind) and (kind is bool or not isinstance(value, bool))
+
+
+def _unquote_hint(value: Any, kind: Any) -> str:
+    """' (remove the quotes)' where a quoted YAML value would have the right type without them ('false', '64')."""
+    if not isinstance(value, str):
+        return ''
+    try:
+        unquoted = yaml.safe_load(value)
+    except yaml.YAMLError:
+        return ''
+    return ' (remove the quotes)' if _has_type(unquoted, kind) and not isinstance(unquoted, str) else ''
