@@ -125,6 +125,16 @@ def test_bad_inputs_are_reported_converted_or_skipped(tmp_path, capsys):
     assert 'alpha channel dropped: alpha.png' in summary
 
 
+def test_benchmark_skips_an_image_whose_lr_would_be_one_pixel(tmp_path, capsys):
+    """A 3 px side at x3 is not smaller than the scale, but BasicSR's imresize cannot shrink it to 1 px (a
+    traceback, and an HR without its LR, before)."""
+    write(tmp_path / 'in' / 'thin.png', smooth_image(3, 40, 1))
+    write(tmp_path / 'in' / 'ok.png', smooth_image(6, 40, 2))
+    prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(tmp_path / 'out'), '--scale', '3'])
+    assert 'thin.png: 39x3 is too small for x3: its LR would be under 2 px a side' in capsys.readouterr().out
+    assert names(tmp_path / 'out' / 'HR') == names(tmp_path / 'out' / 'LR_bicubic' / 'X3') == ['ok.png']
+
+
 def test_missing_folder_exits_2_naming_it_without_traceback(tmp_path):
     proc = run_cli(['prepare', 'benchmark', '--hr', str(tmp_path / 'nowhere'), '--out', str(tmp_path / 'out')],
                    cwd=tmp_path, check=False)
@@ -196,6 +206,18 @@ def test_div2k_notes_images_outside_the_split(tmp_path, capsys):
     out = capsys.readouterr().out
     assert "note: 1 of 2 images in" in out and "are not numbered 0801-0900 as DIV2K's valid split (0001.png)" in out
     assert names(tmp_path / 'out' / 'DIV2K_valid_HR') == ['0001.png', '0801.png']
+
+
+def test_div2k_skips_an_image_whose_lr_would_be_one_pixel_at_the_largest_scale(tmp_path, capsys):
+    """The crop is by lcm(2, 4) = 4, so a 4 px side passes it, but its x4 LR would be 1 px (a traceback before)."""
+    write(tmp_path / 'HR' / '0801.png', smooth_image(4, 40, 1))
+    write(tmp_path / 'HR' / '0802.png', smooth_image(8, 40, 2))
+    prepare(['div2k', '--hr', str(tmp_path / 'HR'), '--out', str(tmp_path / 'out'), '--split', 'valid', '--scales',
+             '2', '4'])
+    out = capsys.readouterr().out
+    assert '0801.png: 40x4 is too small for x4: its LR would be under 2 px a side' in out
+    assert names(tmp_path / 'out' / 'DIV2K_valid_HR') == ['0802.png']
+    assert read(tmp_path / 'out' / 'DIV2K_valid_LR_bicubic' / 'X4' / '0802x4.png').shape == (2, 10, 3)
 
 
 def test_div2k_lmdb_without_any_sub_image_says_so(tmp_path, capsys):

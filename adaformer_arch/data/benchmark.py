@@ -13,7 +13,7 @@ from basicsr.data.transforms import mod_crop
 
 from ..utils.image_io import ImageReadError
 from .image_io import hr_fits_lr, image_size, list_images, mod_crop_size, read_image
-from .image_ops import bicubic_downscale
+from .image_ops import bicubic_downscale, downscale_problem
 from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
                    size_mismatch)
 from .provenance import claim_outputs
@@ -66,7 +66,11 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
                          f'{config.min_size}'
         return result
     lr = None
-    if task.lr_path is not None:
+    if task.lr_path is None:
+        result.skipped = downscale_problem(*hr.shape[:2], s)
+        if result.skipped:
+            return result
+    else:
         lr_name = os.path.basename(task.lr_path)
         try:
             lr, lr_notes = read_image(task.lr_path)

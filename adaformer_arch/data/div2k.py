@@ -24,7 +24,7 @@ import numpy as np
 from basicsr.data.transforms import mod_crop
 
 from .image_io import image_number, image_size, list_images, mod_crop_size
-from .image_ops import bicubic_downscale, sub_image_boxes
+from .image_ops import bicubic_downscale, downscale_problem, sub_image_boxes
 from .jobs import (InputError, JobResult, check_output_folders, check_unique_stems, print_summary, run_jobs,
                    size_mismatch)
 from .lmdb_build import build_lmdb
@@ -106,6 +106,9 @@ def prepare_div2k_image(config: Div2kConfig, path: str) -> JobResult:
         result.skipped = f'{w}x{h} is smaller than lcm(scales) = {m}'
         return result
     hr = mod_crop(img, m)
+    result.skipped = downscale_problem(*hr.shape[:2], max(config.scales))
+    if result.skipped:
+        return result
     if not config.write_hr and (hr.shape != img.shape or result.notes):
         change = f'a crop to a multiple of {m}' if hr.shape != img.shape else ', '.join(result.notes)
         result.skipped = (f'{w}x{h} needs {change}, but the HR output folder is the input folder, which is not '
