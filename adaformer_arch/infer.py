@@ -105,9 +105,14 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
     if network_g.get('type') != 'AdaFormer':
         raise InferError(f'{args.opt}: network_g.type must be AdaFormer (got {network_g.get("type")!r})')
     upscale = network_g.get('upscale', DEFAULT_SCALE)
+    given = (f'network_g.upscale={upscale} in {args.opt}' if 'upscale' in network_g else
+             f"AdaFormer's default upscale={upscale} (network_g of {args.opt} sets none)")
+    scale = (opt or {}).get('scale')
+    if scale is not None and scale != upscale:
+        raise InferError(f'{args.opt}: scale {scale} disagrees with {given}; set upscale: {scale} in network_g')
     if args.scale is not None and args.scale != upscale:
-        raise InferError(f'--scale {args.scale} disagrees with network_g.upscale={upscale} in {args.opt}; drop '
-                         f'--scale or use an option file for x{args.scale}')
+        raise InferError(f'--scale {args.scale} disagrees with {given}; drop --scale or use an option file for '
+                         f'x{args.scale}')
     network_g['upscale'] = upscale
     path_opt = opt.get('path') or {}
     weights = args.weights or path_opt.get('pretrain_network_g')

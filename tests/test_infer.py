@@ -14,11 +14,13 @@ from PIL import Image
 
 from adaformer_arch import infer
 from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.utils.halting_maps import depth_to_png
 from adaformer_arch.utils.image_io import read_image
 from adaformer_arch.utils.tiling import spans
-from helpers import TINY_NET, CreatesMarker, run_cli, save_as_if_on_gpu, write_yaml
+from helpers import TINY_NET, CreatesMarker, run_cli, save_as_if_on_gpu, set_confidence_bias, write_yaml
 
 SCALE = TINY_NET['upscale']
+REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(autouse=True)
@@ -163,6 +165,59 @@ def test_output_is_the_network_of_params_ema_and_tiling_matches_whole_image(mode
     assert np.abs(results['seams'][f'x{SCALE}'] - results['whole'][f'x{SCALE}']).max() > 2
 
 
+def direct_sr(net: AdaFormer, lr_bgr: np.ndarray) -> np.ndarray:
+    """The network run directly on an 8- or 16-bit BGR image -> the levels of its output at that depth (as float)."""
+    peak = np.iinfo(lr_bgr.dtype).max
+    with torch.inference_mode():
+        rgb = torch.from_numpy(lr_bgr[:, :, ::-1].astype(np.float32) / peak).permute(2, 0, 1)[None]
+        sr = net(rgb)[0].clamp(0, 1).permute(1, 2, 0).numpy()[:, :, ::-1]
+    return np.round(sr * float(peak))
+
+
+def test_no_early_exit_runs_every_token_through_every_block(tmp_path, capsys):
+    """Weights whose estimator halts some tokens: with --no-early-exit the output is the network's with early_exit
+    off and the depth map says L blocks everywhere; without it, some tokens stop after the first block. A 16-bit
+    image, whose output stays 16-bit: at 8 bits the two outputs of this tiny network differ by at most one level."""
+    net = tiny_net(seed=0)
+    set_confidence_bias(net, 2.0)
+    weights = tmp_path / 'halting.pth'
+    torch.save({'params': net.state_dict()}, weights)
+    opt = write_yaml(tmp_path / 'tiny.yml', {'network_g': dict(TINY_NET)})
+    lr = smooth_image(16, 20, seed=5, dtype=np.uint16)
+    cv2.imwrite(str(tmp_path / 'img.png'), lr)
+    sr, depth = {}, {}
+    for name, flags in (('exit', []), ('no_exit', ['--no-early-exit'])):
+        code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / name, '--opt', opt, '--weights',
+                                  weights, '--save-maps', *flags], capsys)
+        assert code == 0, err
+        sr[name] = cv2.imread(str(tmp_path / name / f'img_x{SCALE}.png'), cv2.IMREAD_UNCHANGED).astype(np.int64)
+        depth[name] = cv2.imread(str(tmp_path / name / 'img_depth.png'))
+    blocks = TINY_NET['depth']
+    every_block = depth_to_png(np.full((1, 1), blocks), blocks)[0, 0]  # the colour of depth L
+    assert (depth['no_exit'] == every_block).all()
+    assert not (depth['exit'] == every_block).all()
+    dense = copy.deepcopy(net)
+    dense.early_exit = False
+    expected = direct_sr(dense, lr)
+    assert np.abs(sr['no_exit'] - expected).max() <= 1
+    assert np.abs(sr['exit'] - expected).max() > 16  # halting changed the output
+    assert np.abs(sr['exit'] - direct_sr(net, lr)).max() <= 1
+
+
+def test_default_network_is_the_shipped_x4_one(tmp_path, capsys):
+    """``basicsr infer -i IMG -o OUT`` (the README's first example): AdaFormer x4 with the shipped weights."""
+    lr = smooth_image(16, 16, seed=6)
+    cv2.imwrite(str(tmp_path / 'img.png'), lr)
+    code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
+    assert code == 0, err
+    got = cv2.imread(str(tmp_path / 'out' / 'img_x4.png'))
+    assert got.shape == (64, 64, 3)
+    net = AdaFormer(upscale=4).eval()
+    state = torch.load(REPO / 'experiments' / 'pretrained_models' / 'AdaFormer_x4_cpu.pth', weights_only=True)
+    net.load_state_dict(state['params'])
+    assert np.abs(got.astype(np.int32) - direct_sr(net, lr)).max() <= 1
+
+
 @pytest.mark.parametrize('length,tile,overlap', [(40, 16, 8), (44, 16, 0), (5, 8, 4), (33, 8, 7), (16, 16, 4)])
 def test_tiles_keep_every_pixel_exactly_once_inside_their_tile(length, tile, overlap):
     kept = np.zeros(length, dtype=int)
@@ -249,6 +304,7 @@ def test_checkpoint_for_another_scale_names_the_tensors_that_disagree(model, tmp
     assert code == 2 and 'x3.pth does not fit' in err
     assert f'conv_up.weight: checkpoint ({3 * 9}, {feat}, 3, 3), network ({3 * 4}, {feat}, 3, 3)' in err
     assert 'conv_up.bias' in err and 'conv_first' not in err
+    assert f'the checkpoint is for x3 (its conv_up has 27 = 3*3^2 outputs), the network for x2: use x2 weights' in err
 
 
 def test_checkpoint_with_another_estimator_width_says_which_width(model, tmp_path, capsys):
@@ -324,6 +380,21 @@ def test_option_file_asking_for_params_ema_falls_back_to_params(tmp_path, capsys
 def test_bad_scale_is_an_argument_error(tmp_path, capsys, args, message):
     code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', *args], capsys)
     assert code == 2 and message in err
+
+
+def test_option_file_scale_and_upscale_are_checked(tmp_path, capsys):
+    """``scale`` without ``network_g.upscale`` used to be ignored (an x4 network built from an x3 file, and a
+    message blaming an ``upscale`` the file does not have); a bad upscale is refused naming it (torch errors before)."""
+    network_g = {k: v for k, v in TINY_NET.items() if k != 'upscale'}
+    opt = write_yaml(tmp_path / 'noup.yml', {'scale': 3, 'network_g': network_g})
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
+    assert code == 2 and f"scale 3 disagrees with AdaFormer's default upscale=4 (network_g of {opt} sets none)" in err
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt, '--scale', '3'], capsys)
+    assert code == 2 and 'sets none' in err
+    for bad in (-2, 0, 2.5, '3'):
+        opt = write_yaml(tmp_path / 'bad.yml', {'network_g': dict(network_g, upscale=bad)})
+        code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
+        assert code == 2 and f'upscale must be a positive integer, got {bad!r}' in err and 'Traceback' not in err
 
 
 def test_unusable_output_folder_and_a_weights_file_that_is_an_image(model, tmp_path, capsys):

@@ -15,7 +15,7 @@ import yaml
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
-from adaformer_arch.option_checks import OptionError, check_options
+from adaformer_arch.option_checks import OptionError, _check_device, check_options
 from adaformer_arch.option_checks.datasets import _check_batches
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
@@ -211,9 +211,25 @@ def test_pretrained_weights_must_exist_and_fit_the_network(data, tmp_path):
     opt['path']['pretrain_network_g'] = str(tmp_path / 'est3.pth')
     [problem] = problems(opt)
     assert 'est3.pth does not fit network_g' in problem and 'adam.estimator.conv1.weight: checkpoint (3,' in problem
-    assert 'set network_g estimator_dim: 3' in problem
+    assert 'set network_g estimator_dim: 3' in problem and 'set strict_load_g: false' in problem
     opt['path']['strict_load_g'] = False  # BasicSR then loads what fits and warns about the rest
     assert check_options(parsed(opt)) == []
+
+
+def test_weights_of_another_scale_are_named_and_a_test_does_not_run_them_half_random(data, tmp_path):
+    """x4 weights for a x2 network: the message says which scale they are for; training may start from what fits
+    (strict_load_g: false), a test may not (its upsampling layer would stay random: PSNR 13 dB, no error)."""
+    opt = train_options(data)
+    kwargs = {k: v for k, v in opt['network_g'].items() if k not in ('type', 'upscale')}
+    torch.save({'params': AdaFormer(**kwargs, upscale=4).state_dict()}, tmp_path / 'x4.pth')
+    opt['path']['pretrain_network_g'] = str(tmp_path / 'x4.pth')
+    [problem] = problems(opt)
+    assert 'the checkpoint is for x4 (its conv_up has 48 = 3*4^2 outputs), the network for x2' in problem
+    opt['path']['strict_load_g'] = False
+    assert check_options(parsed(opt)) == []
+    [problem] = problems(opt, is_train=False)
+    assert 'with strict_load_g: false this test would run with the tensors below at their random initial' in problem
+    assert 'conv_up.weight: checkpoint (48,' in problem
 
 
 def test_pretrained_weights_that_are_an_unsafe_pickle_are_refused_without_running_code(data, tmp_path):
@@ -317,6 +333,9 @@ def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
     (lambda o: o['val']['metrics']['psnr'].update(type='calculate_psnrr'),
      "val.metrics.psnr.type: no metric named 'calculate_psnrr'; did you mean 'calculate_psnr'?"),
     (lambda o: o.update(scale='2'), "scale: must be a positive integer, got '2' (remove the quotes)"),
+    (lambda o: o['network_g'].update(img_range='-1'),  # what `--force_yml network_g:img_range=-1` gives
+     "network_g.img_range: AdaFormer takes a number for img_range, got '-1' (remove the quotes; basicsr 1.4.2's "
+     "--force_yml reads a negative number as text, so set it in the option file)"),
     (lambda o: o.update(num_gpu=1), 'num_gpu is 1 but PyTorch finds no CUDA GPU on this machine'),
     (lambda o: o['train'].update(scheduler={'type': 'CosineAnnealingRestartLR', 'periods': [1, 2]}),
      'train.scheduler.restart_weights: CosineAnnealingRestartLR needs one weight per entry of periods (2); none given '
@@ -500,12 +519,14 @@ def test_cpu_processes_in_an_nccl_group_are_an_option_error(data, monkeypatch, b
     networks' tensors (DDP would fail at its first broadcast). gloo carries them."""
     import torch.distributed as dist
 
+    asked = []
     monkeypatch.setattr(torch.cuda, 'is_available', lambda: True)
     monkeypatch.setattr(dist, 'is_initialized', lambda: True)
-    monkeypatch.setattr(dist, 'get_backend', lambda group=None: backend)
+    monkeypatch.setattr(dist, 'get_backend', lambda group=None: asked.append(group) or backend)
     opt = train_options(data, num_gpu=0, dist=True)
     if backend == 'gloo':
-        check_options(parsed(opt, True))
+        assert _check_device(opt) == [] and asked  # the check looked at the process group and found no problem
+        assert check_options(parsed(opt, True)) == []  # nor any other problem or warning
     else:
         assert problems(opt) == [
             'num_gpu is 0 (the networks stay on the CPU) but the distributed run uses NCCL, which carries CUDA tensors '

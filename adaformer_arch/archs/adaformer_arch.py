@@ -194,6 +194,8 @@ class AdaFormer(nn.Module):
         super().__init__()
         if len(rgb_mean) != num_in_ch:
             raise ValueError(f'rgb_mean has {len(rgb_mean)} values but num_in_ch={num_in_ch}')
+        if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale < 1:
+            raise ValueError(f'upscale must be a positive integer, got {upscale!r}')
         if estimator_dim < 1:
             raise ValueError(f'estimator_dim must be >= 1, got {estimator_dim}')
         if not 0.0 <= halt_eps < 1.0:

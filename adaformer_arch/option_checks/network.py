@@ -81,13 +81,18 @@ def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
         state = load_state_dict(weights)
     except WeightsError as err:
         return [f'path.pretrain_network_g: {err}']
-    if not path_opt.get('strict_load_g', True):
-        return []
     lines = mismatches(network, state)
     if not lines:
         return []
-    return [f'path.pretrain_network_g: {weights} does not fit network_g (strict_load_g is true):\n    '
-            + '\n    '.join(lines)]
+    if path_opt.get('strict_load_g', True):
+        advice = ' (to train from the tensors that fit, e.g. from another scale, set strict_load_g: false)' \
+            if opt.get('is_train') else ''
+        return [f'path.pretrain_network_g: {weights} does not fit network_g{advice}:\n    ' + '\n    '.join(lines)]
+    untrained = [line for line in lines if not line.startswith('not in the network')]
+    if opt.get('is_train') or not untrained:
+        return []  # fine-tuning from what fits; a test ignores only the checkpoint's extra tensors
+    return [f'path.pretrain_network_g: {weights} does not fit network_g; with strict_load_g: false this test would '
+            'run with the tensors below at their random initial values:\n    ' + '\n    '.join(untrained)]
 
 
 def _network_argument(opt: Dict, name: str) -> Any:

@@ -47,4 +47,9 @@ def _unquote_hint(value: Any, kind: Any) -> str:
         unquoted = yaml.safe_load(value)
     except yaml.YAMLError:
         return ''
-    return ' (remove the quotes)' if _has_type(unquoted, kind) and not isinstance(unquoted, str) else ''
+    if not _has_type(unquoted, kind) or isinstance(unquoted, str):
+        return ''
+    if value.startswith('-') and is_number(unquoted, -math.inf):
+        return (" (remove the quotes; basicsr 1.4.2's --force_yml reads a negative number as text, so set it in the "
+                'option file)')
+    return ' (remove the quotes)'

@@ -3,6 +3,7 @@
 Files are read with ``torch.load(weights_only=True)`` only: a file holding pickled objects other than tensors and
 plain containers (which could run code when unpickled) is refused, never retried with ``weights_only=False``.
 """
+import math
 import pickle
 from typing import Dict, List, Optional
 
@@ -79,6 +80,7 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
         width = state[estimator[0]].shape[0]
         lines.append(f'the checkpoint\'s confidence estimator has {width} hidden channels: set network_g '
                      f'estimator_dim: {width}')
+    lines += _scale_hint(net, own, state)
     lines += [f'{k}: checkpoint {tuple(state[k].shape)}, network {tuple(v.shape)}'
               for k, v in own.items() if k in state and state[k].shape != v.shape]
     missing = [k for k in own if k not in state]
@@ -88,6 +90,21 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
     if unexpected:
         lines.append(f'not in the network: {_listing(unexpected)}')
     return lines
+
+
+def _scale_hint(net: nn.Module, own: Dict[str, Tensor], state: Dict[str, Tensor]) -> List[str]:
+    """['the checkpoint is for xS ...'] when the upsampling conv (``conv_up``: out_ch * upscale^2 outputs) of an
+    AdaFormer-like network says the checkpoint was trained for another scale, else []."""
+    upscale = getattr(net, 'upscale', None)
+    key = next((k for k in own if k.endswith('conv_up.weight') and k in state), None)
+    if not isinstance(upscale, int) or key is None or state[key].shape[0] == own[key].shape[0]:
+        return []
+    out_ch, theirs = own[key].shape[0] // upscale**2, state[key].shape[0]
+    scale = math.isqrt(theirs // out_ch)
+    if out_ch * scale**2 != theirs:
+        return []
+    return [f'the checkpoint is for x{scale} (its conv_up has {theirs} = {out_ch}*{scale}^2 outputs), the network '
+            f'for x{upscale}: use x{upscale} weights, or set scale and network_g upscale to {scale}']
 
 
 def load_weights(net: nn.Module, path: str, param_key: Optional[str] = None, network_desc: str = 'the network') \
