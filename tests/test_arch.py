@@ -15,6 +15,8 @@ from adaformer_arch.archs.window_attention import attention_per_head, from_windo
 from basicsr.archs import build_network
 from basicsr.archs.arch_util import ResidualBlockNoBN, make_layer
 
+from helpers import set_confidence_bias
+
 SMALL = dict(num_feat=16, embed_dim=16, num_block_enc=1, num_block_dec=1, depth=4, num_heads=2, window_size=4,
              num_prototypes=4)
 
@@ -22,13 +24,6 @@ SMALL = dict(num_feat=16, embed_dim=16, num_block_enc=1, num_block_dec=1, depth=
 def small_net(upscale: int = 2, **kwargs) -> AdaFormer:
     torch.manual_seed(0)
     return AdaFormer(upscale=upscale, **{**SMALL, **kwargs})
-
-
-def set_confidence_bias(net: AdaFormer, bias: float, gain: float = 20.0) -> None:
-    """Shift the estimator's output (how much halts) and sharpen it (so that halting varies across tokens)."""
-    with torch.no_grad():
-        net.adam.estimator.conv2.weight.mul_(gain)
-    torch.nn.init.constant_(net.adam.estimator.conv2.bias, bias)
 
 
 def test_registry_and_paper_defaults():
@@ -270,6 +265,34 @@ def test_macs_per_pixel_close_to_paper():
         _, aux = net(torch.rand(1, 3, 64, 64), return_aux=True)
     per_pixel = aux['macs'] / (64 * 64)
     assert 1.4e6 < per_pixel < 1.8e6, per_pixel  # paper Table 3: ~1.53 M MACs per LR pixel (no estimator)
+
+
+@pytest.mark.parametrize('kwargs', [
+    dict(upscale=2, num_feat=8, embed_dim=8, num_block_enc=1, num_block_dec=1, depth=2, num_heads=2, window_size=4,
+         num_prototypes=4),
+    dict(upscale=3, num_feat=8, embed_dim=16, num_block_enc=2, num_block_dec=1, depth=3, num_heads=4, window_size=4,
+         num_prototypes=3, mlp_ratio=1.5, estimator_dim=5),
+], ids=['tiny', 'other widths'])
+def test_macs_equal_an_independent_count_of_the_dense_forward(kwargs):
+    """aux['macs'] without early exit equals PyTorch's FlopCounterMode (FLOPs / 2) over the masked-dense path, which
+    computes every layer once, as the paper's network does. Both count the multiplies of every convolution and
+    linear layer (no biases) over the window-padded input (7x10 -> 8x12), the attention matmuls (q k^T and
+    attn v of the local windows; prototypes over the tokens and tokens over the prototypes in the global branch),
+    the prototypes' own projections, and the confidence estimator at each of its L calls (return_aux computes it
+    after every block, the last one too). Neither counts LayerNorm, softmax, GELU, bias and residual additions,
+    the position bias or the pixel shuffle. The fused CPU attention kernel is not counted by FlopCounterMode, so
+    attention runs through the math backend (bmm), and one image: the dense path computes the prototypes' queries
+    once per batch, the count (like the inference path) once per image."""
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+    from torch.utils.flop_counter import FlopCounterMode
+
+    torch.manual_seed(0)
+    net = AdaFormer(early_exit=False, **kwargs).eval()  # eval with autograd on: the masked-dense path
+    with FlopCounterMode(display=False) as counter, sdpa_kernel([SDPBackend.MATH]):
+        _, aux = net(torch.rand(1, 3, 7, 10), return_aux=True)
+    counted = {str(op): flops for op, flops in counter.get_flop_counts()['Global'].items()}
+    assert set(counted) == {'aten.convolution', 'aten.addmm', 'aten.bmm'}, counted
+    assert aux['macs'] * 2 == counter.get_total_flops()
 
 
 def test_windowed_confidence_matches_full_map():

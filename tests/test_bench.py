@@ -13,11 +13,14 @@ from torch import nn
 from adaformer_arch import bench
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple
 from adaformer_arch.benchmark.macs import METHOD_ADAFORMER, METHOD_HOOKS, _profile_with_hooks, profile
+from adaformer_arch.benchmark.memory import cpu_peak_memory
 from adaformer_arch.benchmark.networks import bare, build
 from adaformer_arch.benchmark.options import BenchError, NetworkSpec, load_options, parse_size
 from adaformer_arch.benchmark.runner import round_order
-from adaformer_arch.benchmark.tradeoff import dataset_pairs
-from helpers import TINY_NET, make_pairs, run_cli, write_yaml
+from adaformer_arch.benchmark.tradeoff import dataset_pairs, sweep
+from basicsr.metrics import calculate_psnr
+from basicsr.utils import img2tensor, tensor2img
+from helpers import TINY_NET, make_pairs, run_cli, set_confidence_bias, write_yaml
 
 TINY_EDSR = dict(type='EDSR', num_in_ch=3, num_out_ch=3, num_feat=8, num_block=1, upscale=2, img_range=1.)
 NAMES = ['AdaFormer tiny', 'EDSR tiny']
@@ -95,6 +98,46 @@ def test_train_throughput_and_tradeoff_recorded(bench_run):
     assert [v['halt_eps'] for v in tradeoff['variants']] == [0.0, 0.5]
     assert tradeoff['num_images'] == 2
     assert all(len(v['images']) == 2 and v['psnr_y'] > 0 for v in tradeoff['variants'])
+
+
+def test_tradeoff_sweep_runs_each_halt_eps(tmp_path: Path):
+    """The sweep sets each halt_eps before its forwards: with an estimator that halts some tokens, sparsity grows with
+    halt_eps, and each variant's PSNR is that of the network run directly at its halt_eps (and it is restored)."""
+    data = make_pairs(tmp_path / 'data', count=2, size=16)
+    pairs = dataset_pairs(str(data / 'HR'), str(data / 'LR'), 2)
+    torch.manual_seed(0)
+    net = build(NetworkSpec('a', dict(TINY_NET)), 2, True, 'test')
+    set_confidence_bias(bare(net), 2.0)
+    halt_eps = [0.0, 0.03, 0.2, 0.6]
+    result = sweep(net, halt_eps, {}, pairs, 2, torch.device('cpu'), step=lambda: None)
+    assert bare(net).halt_eps == 0.05
+    variants = result['variants']
+    assert [v['halt_eps'] for v in variants] == halt_eps
+    sparsity = [v['sparsity_mean'] for v in variants]
+    assert sparsity == sorted(sparsity) and sparsity[0] < sparsity[-1], sparsity
+    for variant in variants:
+        bare(net).halt_eps = variant['halt_eps']
+        expected = []
+        for pair in pairs:
+            lq, gt = cv2.imread(pair['lq_path']), cv2.imread(pair['gt_path'])
+            with torch.no_grad():
+                sr = tensor2img(net(img2tensor(lq.astype(np.float32) / 255.0, bgr2rgb=True)[None]))
+            expected.append(calculate_psnr(sr, gt, crop_border=2, test_y_channel=True))
+        assert [r['psnr_y'] for r in variant['images']] == pytest.approx(expected, rel=1e-9), variant['halt_eps']
+        assert variant['psnr_y'] == pytest.approx(np.mean(expected), rel=1e-9)
+    assert len({v['psnr_y'] for v in variants}) > 1  # halting changed the output: the PSNR check tells them apart
+
+
+def test_cpu_peak_memory_measures_what_a_forward_allocates():
+    """The meter of peak_memory_bytes: a x4 Bicubic forward whose output alone is 3 x 2560 x 2560 float32 (75 MiB)
+    reads at least 64 MiB; a 16x16 one (a 0.2 MiB output) far less."""
+    spec = NetworkSpec('bicubic', {'type': 'Bicubic', 'upscale': 4})
+    big = cpu_peak_memory(spec, 4, True, 'test', torch.rand(1, 3, 640, 640), 1, 'tuned')
+    if big is None:
+        pytest.skip('no /proc/self/clear_refs: the CPU meter is not available here')
+    small = cpu_peak_memory(spec, 4, True, 'test', torch.rand(1, 3, 16, 16), 1, 'tuned')
+    assert big >= 64 * 2**20, big
+    assert small < 16 * 2**20, small
 
 
 def test_markdown_table_and_charts(bench_run):

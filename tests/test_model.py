@@ -8,7 +8,7 @@ from adaformer_arch.models.data_parallel import AuxDataParallel
 from basicsr.archs import build_network
 from basicsr.models import build_model
 
-from helpers import TINY_NET, train_options
+from helpers import TINY_NET, set_confidence_bias, train_options
 
 
 @pytest.fixture
@@ -22,8 +22,15 @@ def model(tmp_path):
     return build_model(opt)
 
 
-def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch):
-    lq, gt = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 16, 16)
+@pytest.mark.parametrize('side', [8, 6], ids=['8x8', '6x6 padded to 8x8'])
+def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch, side):
+    """The logged losses and their sum, recomputed from the same weights. The estimator is set so that some tokens
+    halt in block 2 (none can in block 1) and the logged sparsity is the fraction of halted tokens. A 6x6 LR input
+    is padded to 8x8 (window 4): the confidence maps are 8x8 and L_USL must crop them to the 6x6 LR size before
+    upsampling them to the 12x12 HR size."""
+    set_confidence_bias(model.net_g, 2.0)
+    torch.manual_seed(1)
+    lq, gt = torch.rand(2, 3, side, side), torch.rand(2, 3, 2 * side, 2 * side)
     model.feed_data({'lq': lq, 'gt': gt, 'lq_path': ['a.png', 'b.png']})
     totals = []
     original_backward = torch.Tensor.backward
@@ -39,13 +46,72 @@ def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch):
 
     net = model.net_g
     sr, aux = net(lq, return_aux=True)
+    assert aux['confidences'][0].shape[-2:] == (8, 8)
     l_pix = (sr - gt).abs().mean().item()
-    l_usl = UncertaintyLoss(loss_weight=0.5)(aux['confidences'], sr, gt, lq_size=(8, 8)).item()
+    l_usl = UncertaintyLoss(loss_weight=0.5)(aux['confidences'], sr, gt, lq_size=(side, side)).item()
     assert log['l_pix'] == pytest.approx(l_pix, rel=1e-5)
     assert log['l_usl'] == pytest.approx(l_usl, rel=1e-5)
     assert totals == [pytest.approx(l_pix + l_usl, rel=1e-5)]
-    for i in (1, 2):
-        assert 0.0 <= log[f'sparsity_l{i}'] <= 1.0 and 0.0 < log[f'conf_l{i}'] < 1.0
+    for i, (halted, conf) in enumerate(zip(aux['global_halted'], aux['confidences']), start=1):
+        assert log[f'sparsity_l{i}'] == pytest.approx(halted.float().mean().item())
+        assert log[f'conf_l{i}'] == pytest.approx(conf.mean().item())
+    assert log['sparsity_l1'] == 0 and 0 < log['sparsity_l2'] < 1
+
+
+def _one_batch(side: int = 8):
+    torch.manual_seed(1)
+    return {'lq': torch.rand(2, 3, side, side), 'gt': torch.rand(2, 3, 2 * side, 2 * side),
+            'lq_path': ['a.png', 'b.png']}
+
+
+def test_a_training_step_trains_the_sr_network_by_l1(tmp_path):
+    """L1 trains the SR network (L_USL cannot: its error term and the estimator's features are detached): gradients
+    reach the first convolution, the step moves the last one, and steps on one batch lower the L1 loss."""
+    model = _built(tmp_path, optim_g={'type': 'Adam', 'lr': 1e-3, 'weight_decay': 0, 'betas': [0.9, 0.999]})
+    net = model.net_g
+    conv_up_before = net.conv_up.weight.detach().clone()
+    model.feed_data(_one_batch())
+    model.optimize_parameters(1)
+    assert net.conv_first.weight.grad is not None and net.conv_first.weight.grad.abs().sum() > 0
+    assert not torch.equal(net.conv_up.weight, conv_up_before)
+    losses = [model.get_current_log()['l_pix']]  # each logged before its step
+    for step in range(2, 6):
+        model.optimize_parameters(step)
+        losses.append(model.get_current_log()['l_pix'])
+    assert losses[-1] < losses[0], losses
+
+
+def test_a_training_step_updates_the_ema_network(tmp_path):
+    """After a step, every EMA parameter is ema_decay * its value before + (1 - ema_decay) * the trained one."""
+    model = _built(tmp_path)
+    assert model.ema_decay == 0.9
+    ema_before = {k: v.detach().clone() for k, v in model.net_g_ema.named_parameters()}
+    model.feed_data(_one_batch())
+    model.optimize_parameters(1)
+    params = dict(model.net_g.named_parameters())
+    ema = dict(model.net_g_ema.named_parameters())
+    assert set(ema) == set(params)
+    for k, value in ema.items():
+        assert torch.allclose(value, 0.9 * ema_before[k] + 0.1 * params[k], rtol=0, atol=1e-6), k
+    trained = [k for k in params if not torch.equal(params[k], ema_before[k])]
+    assert trained and all(not torch.allclose(ema[k], params[k], rtol=0, atol=1e-7) for k in trained)
+
+
+def test_validation_tests_the_ema_network(tmp_path):
+    """With an EMA network, model.test() (what validation runs per image) super-resolves with it, not with net_g."""
+    model = _built(tmp_path)
+    with torch.no_grad():
+        for p in model.net_g.parameters():  # net_g and net_g_ema now differ clearly
+            p.add_(torch.randn_like(p) * 0.05)
+    lq = torch.rand(1, 3, 8, 8)
+    model.feed_data({'lq': lq, 'gt': torch.rand(1, 3, 16, 16), 'lq_path': ['a.png']})
+    model.test()
+    model.net_g.eval()
+    with torch.no_grad():
+        ema_sr, net_g_sr = model.net_g_ema(lq), model.net_g(lq)
+    model.net_g.train()
+    assert torch.allclose(model.output, ema_sr, rtol=0, atol=1e-6)
+    assert not torch.allclose(model.output, net_g_sr, rtol=0, atol=1e-3)
 
 
 def test_data_parallel_gathers_the_training_forward(monkeypatch):

@@ -201,9 +201,12 @@ def test_unreadable_image_is_an_option_error_for_training_only(tmp_path):
     (data / 'LR' / 'img1.png').write_text('not an image')
     with pytest.raises(OptionError) as err:
         check_options(parsed(train_options(data), is_train=True))
-    assert [p for p in err.value.problems if 'cannot be read' in p] == [
-        p for p in err.value.problems if str(data / 'LR' / 'img1.png') in p]
-    assert len(err.value.problems) == 2  # datasets.train and datasets.val
+    unreadable = str(data / 'LR' / 'img1.png')
+    problems = err.value.problems
+    assert len(problems) == 2, problems  # one per data set that lists the file; the reason in () is PIL's
+    for phase, problem in zip(('train', 'val'), problems):
+        assert problem.startswith(f'datasets.{phase}: 1 of 4 images cannot be read: {unreadable} ('), problem
+        assert problem.endswith('. Re-save or remove them.'), problem
     assert check_options(parsed(eval_options(data, None), is_train=False)) == []  # left to `basicsr test`
 
 

@@ -47,6 +47,23 @@ def test_crops_padding_before_upsampling():
     assert cropped.item() == pytest.approx(0.5 * 2 - math.log(0.5), rel=1e-5)
 
 
+def test_confidence_maps_are_upsampled_bilinearly():
+    """A 2x2 map upsampled to the 4x4 HR grid (align_corners=False): HR pixel centres fall 1/4 and 3/4 of the way
+    between LR pixel centres (weights 3/4, 1/4), the outer HR rows and columns lie beyond the outer LR centres and
+    take the edge values. The upsampled map is read back pixel by pixel from the gradient of the error term: with
+    error_scale 1, reduction 'sum' and sr > gt, d L / d sr = C_up."""
+    conf = torch.tensor([[0.1, 0.5], [0.3, 0.9]]).view(1, 1, 2, 2)
+    expected = torch.tensor([[0.1, 0.2, 0.4, 0.5],  # by hand: row 0 = LR row 0 widened (0.75 a + 0.25 b, ...)
+                             [0.15, 0.2625, 0.4875, 0.6],  # 0.75 row 0 + 0.25 row 3
+                             [0.25, 0.3875, 0.6625, 0.8],  # 0.25 row 0 + 0.75 row 3
+                             [0.3, 0.45, 0.75, 0.9]])  # LR row 1 widened
+    sr, gt = torch.full((1, 1, 4, 4), 0.5, requires_grad=True), torch.zeros(1, 1, 4, 4)
+    loss = UncertaintyLoss(reduction='sum', error_scale=1.0, detach_error=False)([conf], sr, gt)
+    loss.backward()
+    assert torch.allclose(sr.grad[0, 0], expected, rtol=0, atol=1e-6)
+    assert loss.item() == pytest.approx((0.5 * expected - torch.log(expected + 1e-8)).sum().item(), rel=1e-6)
+
+
 def test_error_term_detached_by_default():
     conf = torch.full((1, 1, 2, 2), 0.5, requires_grad=True)
     sr = torch.rand(1, 3, 4, 4, requires_grad=True)
