@@ -38,6 +38,7 @@ from basicsr.utils import img2tensor, scandir, tensor2img
 
 from .archs.adaformer_arch import AdaFormer
 from .cli import positive_int
+from .option_checks.network import check_scale
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import ImageReadError, read_image, write_array, write_image
@@ -105,11 +106,12 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
     if network_g.get('type') != 'AdaFormer':
         raise InferError(f'{args.opt}: network_g.type must be AdaFormer (got {network_g.get("type")!r})')
     upscale = network_g.get('upscale', DEFAULT_SCALE)
+    if 'scale' in opt:  # as basicsr train/test check it; an option file for infer alone may leave it out
+        problems = check_scale(opt)
+        if problems:
+            raise InferError(f'{args.opt}: {problems[0]}')
     given = (f'network_g.upscale={upscale} in {args.opt}' if 'upscale' in network_g else
              f"AdaFormer's default upscale={upscale} (network_g of {args.opt} sets none)")
-    scale = (opt or {}).get('scale')
-    if scale is not None and scale != upscale:
-        raise InferError(f'{args.opt}: scale {scale} disagrees with {given}; set upscale: {scale} in network_g')
     if args.scale is not None and args.scale != upscale:
         raise InferError(f'--scale {args.scale} disagrees with {given}; drop --scale or use an option file for '
                          f'x{args.scale}')

@@ -366,11 +366,8 @@ def test_option_file_asking_for_params_ema_falls_back_to_params(tmp_path, capsys
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt], capsys)
     assert code == 0, err
-    with torch.no_grad():
-        expected = net(torch.from_numpy(cv2.imread(str(tmp_path / 'img.png'))[:, :, ::-1].copy()).permute(2, 0, 1)
-                       .float().div(255).unsqueeze(0))
-    got = cv2.imread(str(tmp_path / 'out' / f'img_x{SCALE}.png'))[:, :, ::-1]
-    assert np.abs(got.astype(int) - np.round(expected[0].permute(1, 2, 0).clamp(0, 1).numpy() * 255)).max() <= 1
+    got = cv2.imread(str(tmp_path / 'out' / f'img_x{SCALE}.png'))
+    assert np.abs(got.astype(int) - direct_sr(net, cv2.imread(str(tmp_path / 'img.png')))).max() <= 1
 
 
 @pytest.mark.parametrize('args, message', [
@@ -388,9 +385,16 @@ def test_option_file_scale_and_upscale_are_checked(tmp_path, capsys):
     network_g = {k: v for k, v in TINY_NET.items() if k != 'upscale'}
     opt = write_yaml(tmp_path / 'noup.yml', {'scale': 3, 'network_g': network_g})
     code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
-    assert code == 2 and f"scale 3 disagrees with AdaFormer's default upscale=4 (network_g of {opt} sets none)" in err
+    file_says = f'{opt}: scale is 3 but network_g.upscale (the default of AdaFormer) is 4'
+    assert code == 2 and file_says in err
     code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt, '--scale', '3'], capsys)
-    assert code == 2 and 'sets none' in err
+    assert code == 2 and file_says in err
+    network_up3 = write_yaml(tmp_path / 'up3.yml', {'network_g': dict(network_g, upscale=3)})
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', network_up3, '--scale', '4'], capsys)
+    assert code == 2 and f'--scale 4 disagrees with network_g.upscale=3 in {network_up3}' in err
+    no_scale = write_yaml(tmp_path / 'noscale.yml', {'network_g': network_g})
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', no_scale, '--scale', '3'], capsys)
+    assert code == 2 and f"AdaFormer's default upscale=4 (network_g of {no_scale} sets none)" in err
     for bad in (-2, 0, 2.5, '3'):
         opt = write_yaml(tmp_path / 'bad.yml', {'network_g': dict(network_g, upscale=bad)})
         code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)

@@ -18,8 +18,8 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
-from .network import (_build_network_g, _check_constructor, _check_precision, _check_pretrained, _check_scale,
-                      _check_tile, _check_unused_estimator)
+from .network import (_build_network_g, _check_constructor, _check_precision, _check_pretrained, _check_tile,
+                      _check_unused_estimator, check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_output_folder,
                        _check_training)
 from .values import closest
@@ -135,7 +135,7 @@ def check_options(opt: Dict) -> List[str]:
                 else:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
-    problems += _check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt) + _check_output_folder(opt)
+    problems += check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt) + _check_output_folder(opt)
     if opt.get('model_type') == 'AdaFormerModel':
         problems += _check_tile(opt) + _check_precision(opt)
     else:

@@ -108,7 +108,7 @@ def _network_argument(opt: Dict, name: str) -> Any:
     return None if param is None or param.default is inspect.Parameter.empty else param.default
 
 
-def _check_scale(opt: Dict) -> List[str]:
+def check_scale(opt: Dict) -> List[str]:
     """``scale`` is a positive integer and equals ``network_g.upscale`` (given, or the network's default)."""
     if 'scale' in opt and not is_integer(opt['scale'], 1):
         return [f'scale: must be a positive integer, got {opt["scale"]!r}{_unquote_hint(opt["scale"], int)}']
