@@ -133,6 +133,8 @@ def test_benchmark_skips_an_image_whose_lr_would_be_one_pixel(tmp_path, capsys):
     prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(tmp_path / 'out'), '--scale', '3'])
     assert 'thin.png: 39x3 is too small for x3: its LR would be under 2 px a side' in capsys.readouterr().out
     assert names(tmp_path / 'out' / 'HR') == names(tmp_path / 'out' / 'LR_bicubic' / 'X3') == ['ok.png']
+    prepare(['benchmark', '--hr', str(tmp_path / 'in'), '--out', str(tmp_path / 'out'), '--scale', '8'])
+    assert 'ok.png: 40x6 is smaller than the scale 8' in capsys.readouterr().out  # not "its mod-8 HR crop 40x0"
 
 
 def test_missing_folder_exits_2_naming_it_without_traceback(tmp_path):

@@ -47,7 +47,7 @@ def prepare_pair(config: BenchmarkConfig, task: BenchmarkTask) -> JobResult:
     hr_out, lr_out = os.path.join(config.hr_dir, task.name), os.path.join(config.lr_dir, task.name)
     s = config.scale
     size = image_size(task.hr_path)
-    if size is not None:
+    if size is not None and min(size) >= s:  # a smaller image is skipped below, by its decoded size
         crop = mod_crop_size(size, s)
         result.skipped = (size_mismatch(hr_out, crop, f'mod-{s} HR crop')
                           or size_mismatch(lr_out, (crop[0] // s, crop[1] // s), f'x1/{s} LR'))
