@@ -22,6 +22,12 @@ def model(tmp_path):
     return build_model(opt)
 
 
+def _one_batch(side: int = 8):
+    torch.manual_seed(1)
+    return {'lq': torch.rand(2, 3, side, side), 'gt': torch.rand(2, 3, 2 * side, 2 * side),
+            'lq_path': ['a.png', 'b.png']}
+
+
 @pytest.mark.parametrize('side', [8, 6], ids=['8x8', '6x6 padded to 8x8'])
 def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch, side):
     """The logged losses and their sum, recomputed from the same weights. The estimator is set so that some tokens
@@ -29,9 +35,9 @@ def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch, side):
     is padded to 8x8 (window 4): the confidence maps are 8x8 and L_USL must crop them to the 6x6 LR size before
     upsampling them to the 12x12 HR size."""
     set_confidence_bias(model.net_g, 2.0)
-    torch.manual_seed(1)
-    lq, gt = torch.rand(2, 3, side, side), torch.rand(2, 3, 2 * side, 2 * side)
-    model.feed_data({'lq': lq, 'gt': gt, 'lq_path': ['a.png', 'b.png']})
+    batch = _one_batch(side)
+    lq, gt = batch['lq'], batch['gt']
+    model.feed_data(batch)
     totals = []
     original_backward = torch.Tensor.backward
 
@@ -56,12 +62,6 @@ def test_total_loss_is_l1_plus_alpha_usl(model, monkeypatch, side):
         assert log[f'sparsity_l{i}'] == pytest.approx(halted.float().mean().item())
         assert log[f'conf_l{i}'] == pytest.approx(conf.mean().item())
     assert log['sparsity_l1'] == 0 and 0 < log['sparsity_l2'] < 1
-
-
-def _one_batch(side: int = 8):
-    torch.manual_seed(1)
-    return {'lq': torch.rand(2, 3, side, side), 'gt': torch.rand(2, 3, 2 * side, 2 * side),
-            'lq_path': ['a.png', 'b.png']}
 
 
 def test_a_training_step_trains_the_sr_network_by_l1(tmp_path):
