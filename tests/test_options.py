@@ -180,6 +180,15 @@ def test_scale_must_match_the_network(data):
     assert problems(opt)[0].startswith('scale is 2 but network_g.upscale is 3')
 
 
+def test_a_bad_scale_is_reported_once_not_again_by_every_pair(data):
+    """`--force_yml scale=0 network_g:upscale=0`: one line for the scale, none saying 'HR must be 0 x LR'."""
+    opt = train_options(data)
+    opt['scale'] = opt['network_g']['upscale'] = 0
+    found = problems(opt)
+    assert any(p.startswith('scale: must be a positive integer, got 0') for p in found), found
+    assert not any('x LR' in p for p in found), found
+
+
 def test_tile_block_is_checked_against_the_window(data):
     opt = eval_options(data, None)  # TINY_NET: window_size 4
     opt['tile'] = {'tile_size': 16, 'tile_pad': 4}

@@ -46,8 +46,8 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
             problems.append(f'{where}.{key}: {value} does not exist (relative paths start from the working '
                             f'directory {os.getcwd()}). Fix the path or prepare the data (docs/datasets.md).')
-    if problems or dataset.get('type') != 'PairedImageDataset' or not isinstance(scale, int):
-        return problems, None
+    if problems or dataset.get('type') != 'PairedImageDataset' or not (isinstance(scale, int) and scale > 0):
+        return problems, None  # a bad scale is reported once, by the scale check
     try:
         pairs = _pair_sizes(dataset)
     except (AssertionError, ValueError, OSError) as err:
