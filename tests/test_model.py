@@ -332,3 +332,50 @@ def test_train_autocast_bfloat16_trains_in_mixed_precision(tmp_path):
     same = [(torch.sign(step16[k]) == torch.sign(step32[k])).float().mean().item() for k in step32
             if step32[k].is_floating_point() and step32[k].abs().max() > 0]
     assert sum(same) / len(same) > 0.9
+
+
+def _checkpoint(path, params_seed: int, ema_seed: int, **network) -> str:
+    """A BasicSR checkpoint whose params and params_ema are two differently seeded networks."""
+    states = []
+    for seed in (params_seed, ema_seed):
+        torch.manual_seed(seed)
+        states.append(build_network(dict(TINY_NET, **network)).state_dict())
+    torch.save({'params': states[0], 'params_ema': states[1]}, path)
+    return str(path)
+
+
+def test_estimator_only_keeps_the_frozen_network_in_the_ema_too(tmp_path):
+    """SRModel loads net_g from param_key_g (params) and the EMA network from params_ema: where they differ the EMA
+    would drift towards the frozen params. With estimator_only the EMA starts as net_g, so after a step only the
+    estimator's EMA weights differ from the frozen network."""
+    weights = _checkpoint(tmp_path / 'two.pth', 1, 2)
+    model = _built_from(tmp_path, weights, estimator_only=True)
+    net, ema = model.net_g.state_dict(), model.net_g_ema.state_dict()
+    assert all(torch.equal(net[k], ema[k]) for k in net)
+    start = {k: v.clone() for k, v in net.items()}
+    model.feed_data(_one_batch())
+    model.optimize_parameters(1)
+    ema = model.net_g_ema.state_dict()
+    moved = {k for k in start if not torch.allclose(ema[k], start[k], rtol=1e-6, atol=1e-8)}  # EMA's rounding: 1 ulp
+    assert moved and all(k.startswith('adam.estimator.') for k in moved)
+
+
+def test_tensors_the_checkpoint_does_not_set_start_equal_in_the_ema(tmp_path):
+    """strict_load_g: false from x4 weights to a x2 network: SRModel leaves conv_up of the EMA network at its own
+    random values; it starts as net_g's, the tensors loaded from params_ema stay as loaded."""
+    weights = _checkpoint(tmp_path / 'x4.pth', 1, 2, upscale=4)
+    model = _built_from(tmp_path, weights, strict=False)
+    net, ema = model.net_g.state_dict(), model.net_g_ema.state_dict()
+    assert torch.equal(ema['conv_up.weight'], net['conv_up.weight'])
+    loaded = torch.load(weights)['params_ema']
+    assert torch.equal(ema['conv_first.weight'], loaded['conv_first.weight'])
+    assert not torch.equal(net['conv_first.weight'], loaded['conv_first.weight'])
+
+
+def _built_from(tmp_path, weights: str, strict: bool = True, **train):
+    opt = train_options(tmp_path)
+    opt.update(is_train=True, dist=False, rank=0, world_size=1, root_path=str(tmp_path))
+    opt['path'].update(pretrain_network_g=weights, strict_load_g=strict)
+    opt['train'].update(train)
+    torch.manual_seed(0)
+    return build_model(opt)

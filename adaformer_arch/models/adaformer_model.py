@@ -23,6 +23,7 @@ from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth,
 from ..utils.precision import (forward_in_own_dtype, in_precision, mixed_precision, parse_autocast, parse_dtype,
                                to_float32)
 from ..utils.tiling import run_tiled
+from ..utils.weights import checkpoint_entry, read_checkpoint
 from .data_parallel import AuxDataParallel
 
 
@@ -113,6 +114,37 @@ class AdaFormerModel(SRModel):
                              'estimator); remove uncertainty_opt for other networks')
         self._train_autocast = parse_autocast(train_opt.get('autocast', 'float32'))
         super().init_training_settings()  # builds the optimiser (setup_optimizers), which looks at cri_usl
+        if self.ema_decay > 0:
+            self._align_ema_start()
+
+    def _align_ema_start(self) -> None:
+        """Start the EMA network where ``net_g`` starts wherever SRModel lets them differ, so that the EMA is an
+        average of the trained network alone:
+
+        * ``train.estimator_only``: all of it. SRModel loads ``net_g`` with ``param_key_g`` but the EMA network
+          with ``params_ema``; where a checkpoint's two differ, the EMA would drift from its ``params_ema`` towards
+          the frozen ``params``, changing the network the estimator is fitted to;
+        * ``strict_load_g: false``: every tensor the checkpoint did not set (e.g. the upsampling layer of another
+          scale), which SRModel leaves at the EMA network's own random initial values.
+        """
+        net = self.get_bare_model(self.net_g).state_dict()
+        ema = self.get_bare_model(self.net_g_ema).state_dict()
+        path_opt = self.opt['path']
+        if self.opt['train'].get('estimator_only') is True:
+            keys = list(ema)
+            what = 'a copy of net_g (train.estimator_only: the frozen weights stay those of param_key_g)'
+        elif path_opt.get('pretrain_network_g') and not path_opt.get('strict_load_g', True):
+            path = path_opt['pretrain_network_g']
+            state = checkpoint_entry(path, read_checkpoint(path), 'params_ema')
+            keys = [k for k, v in ema.items() if k not in state or state[k].shape != v.shape]
+            what = f'net_g in the {len(keys)} tensors {path} does not set (strict_load_g: false)'
+        else:
+            return
+        with torch.no_grad():
+            for key in keys:
+                ema[key].copy_(net[key])
+        if keys:
+            get_root_logger().info(f'EMA network: starts as {what}.')
 
     def setup_optimizers(self) -> None:
         train_opt = self.opt['train']
