@@ -70,7 +70,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
     parser.add_argument('-i', '--input', required=True, help='an image file, or a folder of images (not recursive)')
     parser.add_argument('-o', '--output', required=True, help='output folder (created if missing)')
     parser.add_argument('--weights', help=f'BasicSR weights file (params_ema preferred, else params). Default: '
-                                          f'path.pretrain_network_g of --opt, else {DEFAULT_WEIGHTS} (x4)')
+                                          f'path.pretrain_network_g of --opt (with its param_key_g, params if '
+                                          f'unset, as basicsr test reads it), else {DEFAULT_WEIGHTS} (x4)')
     parser.add_argument('-opt', '--opt', help='BasicSR option file whose network_g (type AdaFormer) defines the '
                                              'network (-opt as in basicsr train/test); default: '
                                              'AdaFormer(upscale=SCALE) with its default width/depth')
@@ -118,7 +119,7 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
     network_g['upscale'] = upscale
     path_opt = opt.get('path') or {}
     weights = args.weights or path_opt.get('pretrain_network_g')
-    param_key = None if args.weights else path_opt.get('param_key_g')
+    param_key = None if args.weights else path_opt.get('param_key_g', 'params')  # as basicsr test reads the file
     return network_g, weights, param_key, f'network_g of {args.opt}'
 
 

@@ -109,6 +109,18 @@ def train_options(data: Path, name: str = 'tiny', total_iter: int = 4, **overrid
     return opt
 
 
+def tiny_weights(folder: Path, seed: int = 0) -> str:
+    """A BasicSR weights file (``params`` and ``params_ema``) of a seeded TINY_NET in ``folder``."""
+    import adaformer_arch  # noqa: F401  (registers AdaFormer)
+    from basicsr.archs import build_network
+
+    torch.manual_seed(seed)
+    state = build_network(dict(TINY_NET)).state_dict()
+    path = folder / f'tiny_{seed}.pth'
+    torch.save({'params': state, 'params_ema': state}, path)
+    return str(path)
+
+
 def eval_options(data: Path, weights: Optional[str], name: str = 'tiny_test', **val) -> Dict:
     """A tiny BasicSR test option dict."""
     return {

@@ -370,6 +370,21 @@ def test_option_file_asking_for_params_ema_falls_back_to_params(tmp_path, capsys
     assert np.abs(got.astype(int) - direct_sr(net, cv2.imread(str(tmp_path / 'img.png')))).max() <= 1
 
 
+def test_option_file_without_param_key_loads_params_as_basicsr_test_does(model, tmp_path, capsys):
+    """An option file's weights are read as `basicsr test` reads them: param_key_g, BasicSR's default 'params' when
+    unset (infer used to prefer params_ema there, giving another image than `basicsr test -opt` of the same file)."""
+    _, weights, ema = model
+    cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
+    lr = cv2.imread(str(tmp_path / 'img.png'))
+    for name, path_opt, net in (('unset', {}, tiny_net(seed=1)), ('ema', {'param_key_g': 'params_ema'}, ema)):
+        opt = write_yaml(tmp_path / f'{name}.yml', {'network_g': dict(TINY_NET), 'path': dict(
+            path_opt, pretrain_network_g=str(weights))})
+        code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / name, '--opt', opt], capsys)
+        assert code == 0, err
+        got = cv2.imread(str(tmp_path / name / f'img_x{SCALE}.png')).astype(int)
+        assert np.abs(got - direct_sr(net, lr)).max() <= 1, name
+
+
 @pytest.mark.parametrize('args, message', [
     (['--scale', '0'], "argument --scale: must be a positive integer, got '0'"),
     (['--scale', '-2'], "argument --scale: must be a positive integer, got '-2'"),

@@ -20,7 +20,7 @@ from adaformer_arch.option_checks.datasets import _check_batches
 from basicsr.archs import build_network
 from basicsr.utils.options import ordered_yaml
 
-from helpers import CreatesMarker, eval_options, make_pairs, train_options, write_yaml
+from helpers import CreatesMarker, eval_options, make_pairs, tiny_weights, train_options, write_yaml
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -48,12 +48,12 @@ def data(tmp_path) -> Path:
 
 def test_valid_train_and_test_options_pass(data):
     assert check_options(parsed(train_options(data))) == []
-    assert check_options(parsed(eval_options(data, None), is_train=False)) == []
+    assert check_options(parsed(eval_options(data, tiny_weights(data)), is_train=False)) == []
 
 
 def test_inference_knobs_can_be_set_in_network_g(data):
     """README, "Inference knobs": halt_eps, early_exit and sparse_compute are network_g keys of a test option file."""
-    opt = eval_options(data, None)
+    opt = eval_options(data, tiny_weights(data))
     opt['network_g'].update(halt_eps=0.2, early_exit=False, sparse_compute=False)
     assert check_options(parsed(opt, is_train=False)) == []
     net = build_network(opt['network_g'])
@@ -61,7 +61,7 @@ def test_inference_knobs_can_be_set_in_network_g(data):
 
 
 def test_val_dtype_is_checked(data, monkeypatch):
-    opt = eval_options(data, None)
+    opt = eval_options(data, tiny_weights(data))
     opt['val']['dtype'] = 'bfloat16'
     assert check_options(parsed(opt, is_train=False)) == []
     opt['val']['dtype'] = 'bf16'
@@ -190,7 +190,7 @@ def test_a_bad_scale_is_reported_once_not_again_by_every_pair(data):
 
 
 def test_tile_block_is_checked_against_the_window(data):
-    opt = eval_options(data, None)  # TINY_NET: window_size 4
+    opt = eval_options(data, tiny_weights(data))  # TINY_NET: window_size 4
     opt['tile'] = {'tile_size': 16, 'tile_pad': 4}
     assert check_options(parsed(opt, is_train=False)) == []
     opt['tile'] = {'tile_size': 10, 'tile_sise': 8, 'tile_pad': -1}
@@ -373,7 +373,7 @@ def test_values_that_would_fail_after_the_start_are_option_errors(data, monkeypa
 
 def test_output_folder_blocked_by_a_file(data, tmp_path):
     (tmp_path / 'results').write_text('not a folder')
-    opt = eval_options(data, None)
+    opt = eval_options(data, tiny_weights(data))
     opt['path']['results_root'] = str(tmp_path / 'results' / opt['name'])  # as parse_options sets it
     assert problems(opt, is_train=False) == [
         f'the output folder {tmp_path}/results/tiny_test cannot be created ({tmp_path}/results is a file); run from '
@@ -469,7 +469,7 @@ def test_pretrained_weights_given_as_a_folder(data, tmp_path):
 
 
 def test_test_options_with_save_img_need_a_suffix(data):
-    opt = eval_options(data, None)
+    opt = eval_options(data, tiny_weights(data))
     del opt['val']['suffix']
     assert problems(opt, is_train=False)[0].startswith('val.suffix is missing')
 
@@ -492,7 +492,7 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
     bad_train = train_options(data)
     bad_train['network_g']['embed_dimm'] = bad_train['network_g'].pop('embed_dim')
     bad_train['datasets']['train']['dataroot_gt'] = 'nowhere'
-    bad_test = eval_options(data, None)
+    bad_test = eval_options(data, tiny_weights(data))
     bad_test['scale'] = 4
     no_datasets = train_options(data)
     del no_datasets['datasets']
@@ -541,3 +541,109 @@ def test_cpu_processes_in_an_nccl_group_are_an_option_error(data, monkeypatch, b
             'num_gpu is 0 (the networks stay on the CPU) but the distributed run uses NCCL, which carries CUDA tensors '
             'only: BasicSR starts NCCL for --launcher pytorch whenever CUDA is there. Hide the GPUs '
             '(CUDA_VISIBLE_DEVICES= torchrun ...) to run CPU processes over gloo, or set "num_gpu: auto".']
+
+
+def test_metric_arguments_are_checked(data):
+    """BasicSR's metrics take **kwargs: a misspelt test_y_channel would measure on RGB without a word, a missing
+    crop_border fail only at the first image; `better` is read by BasicSR itself."""
+    opt = train_options(data)
+    psnr = opt['val']['metrics']['psnr']
+    psnr['test_y_chanel'] = psnr.pop('test_y_channel')
+    psnr['better'] = 'higher'
+    [problem] = problems(opt)
+    assert problem.startswith("val.metrics.psnr.test_y_chanel: calculate_psnr has no argument 'test_y_chanel'; did "
+                              "you mean 'test_y_channel'? (calculate_psnr takes: crop_border, input_order, "
+                              'test_y_channel;')
+    opt = train_options(data)
+    del opt['val']['metrics']['psnr']['crop_border']
+    assert problems(opt) == ["val.metrics.psnr: calculate_psnr needs the argument 'crop_border'; add it"]
+
+
+def test_metrics_comparing_with_hr_need_hr_images(data):
+    opt = eval_options(data, tiny_weights(data))
+    opt['datasets']['test_1'] = dict(type='SingleImageDataset', name='lr_only', dataroot_lq=str(data / 'LR'),
+                                     io_backend={'type': 'disk'})
+    found = problems(opt, is_train=False)
+    assert [p.split(':')[0] for p in found] == ['val.metrics.psnr', 'val.metrics.ssim']
+    assert 'compares with the HR image, which datasets.test_1 (SingleImageDataset, LR only) does not have' in found[0]
+
+
+def test_path_keys_basicsr_does_not_read_and_a_test_without_weights(data):
+    """A misspelt pretrain_network_g: BasicSR tests with random weights (11 dB, exit 0), or makes a folder of the
+    weights file's name (FileExistsError) for a key it does not skip."""
+    weights = tiny_weights(data)
+    opt = eval_options(data, None)
+    opt['path'] = {'pretrain_network': weights, 'pretrain_model_G': weights}
+    found = problems(opt, is_train=False)
+    assert found[0].startswith("path.pretrain_network: BasicSR reads no such option; did you mean "
+                               "'pretrain_network_g'?")
+    assert found[1].startswith(f"path.pretrain_model_G: BasicSR reads no such option and would make a folder "
+                               f"{weights!r} of it")
+    assert len(found) == 2
+    opt['path'] = {'pretrain_network_g': None}
+    assert problems(opt, is_train=False) == [
+        'path.pretrain_network_g is not set: the test would run network_g with random weights. Give the weights file '
+        '(e.g. experiments/<name>/models/net_g_latest.pth, with param_key_g: params_ema)']
+    opt['path'] = {'pretrain_network_g': weights, 'pretrain_network_d': None, 'param_key_d': 'params',
+                   'resume_state': None, 'param_key_g': 'params', 'strict_load_g': True}
+    assert check_options(parsed(opt, is_train=False)) == []
+
+
+@pytest.mark.parametrize('entries, key, training_ema, expected', [
+    (('params', 'params_ema'), 'param_ema', False,
+     "path.param_key_g: {w} has no entry 'param_ema' (it has: params, params_ema); BasicSR would load 'params' "
+     "instead without an error. Set param_key_g to one of its entries; did you mean 'params_ema'?"),
+    (('params', 'params_ema'), None, False, 'path.param_key_g is ~ (load the file as it is), but {w} holds the '
+     'entries params, params_ema: set param_key_g to one of them'),
+    ((), 'params', False, "path.param_key_g is 'params', but {w} is a plain state dict (no entries params / "
+     "params_ema): set param_key_g: ~ to load it as it is, or re-save it as {{'params': state_dict}}"),
+    ((), None, True, "path.pretrain_network_g: {w} is a plain state dict, and with train.ema_decay BasicSR loads the "
+     "EMA network from its 'params_ema' (or 'params') entry, which it lacks: re-save it as {{'params': "
+     "state_dict}}, or set ema_decay: 0"),
+    (('params_ema',), 'params', False,
+     "path.param_key_g: {w} has no entry 'params' (it has: params_ema): set param_key_g to one of them"),
+    (('params',), 'params_ema', True, None),  # BasicSR falls back to params: the shipped weights' layout
+    ((), None, False, None),
+])
+def test_param_key_is_checked_as_basicsr_loads_it(data, tmp_path, entries, key, training_ema, expected):
+    """What BasicSR's load_network does with param_key_g (and, training with EMA, with params_ema for the EMA
+    network): a key the file lacks fails once the run has started, a misspelt one loads params silently."""
+    state = build_network(dict(train_options(data)['network_g'])).state_dict()
+    path = tmp_path / 'w.pth'
+    torch.save({entry: state for entry in entries} if entries else state, path)
+    opt = train_options(data)
+    opt['path'].update(pretrain_network_g=str(path), param_key_g=key)
+    opt['train']['ema_decay'] = 0.9 if training_ema else 0
+    if expected is None:
+        assert check_options(parsed(opt)) == []
+    else:
+        assert problems(opt) == [expected.format(w=path)]
+
+
+def test_model_setup_errors_basicsr_would_raise_late(data):
+    """Each is a KeyError or a traceback from BasicSR once the experiment folder exists (some at the first
+    validation)."""
+    opt = train_options(data, model_type='AdaformerModel')
+    assert problems(opt)[0] == ("model_type: no model named 'AdaformerModel' is registered; did you mean "
+                                "'AdaFormerModel'? (AdaFormer trains with AdaFormerModel)")
+    opt = train_options(data)
+    opt['network_G'] = opt.pop('network_g')
+    assert problems(opt)[0].startswith("network_g is missing; did you mean 'network_G'?")
+    opt = train_options(data, model_type='SwinIRModel')
+    del opt['train']['uncertainty_opt']
+    del opt['network_g']['window_size']
+    assert problems(opt)[0].startswith('network_g.window_size: model_type SwinIRModel reads it')
+    opt = train_options(data)
+    del opt['datasets']['train']['gt_size']
+    assert problems(opt)[0].startswith('datasets.train.gt_size is missing: PairedImageDataset cuts training patches')
+    opt = train_options(data, network_g={'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
+                                         'num_block': 1, 'upscale': 2})
+    assert problems(opt) == ['train.uncertainty_opt trains the confidence estimator of AdaFormer; network_g EDSR has '
+                             'none: remove uncertainty_opt for this network']
+
+
+def test_a_number_in_exponent_form_gets_a_yaml_hint(data):
+    opt = train_options(data)
+    opt['network_g']['halt_eps'] = '5e-2'  # what YAML 1.1 (PyYAML) makes of halt_eps: 5e-2
+    assert problems(opt) == ["network_g.halt_eps: AdaFormer takes a number for halt_eps, got '5e-2' (YAML reads a "
+                             'number in exponent form without a decimal point as text: write 0.05 or !!float 5e-2)']

@@ -30,7 +30,7 @@ from basicsr.metrics import calculate_psnr, calculate_ssim
 from basicsr.utils import img2tensor, tensor2img
 from basicsr.utils.img_util import imfrombytes as basicsr_imfrombytes
 
-from helpers import TINY_NET, eval_options, make_pairs, train_options, write_yaml
+from helpers import TINY_NET, eval_options, make_pairs, tiny_weights, train_options, write_yaml
 
 SCALE = 4
 CROP = 4
@@ -207,14 +207,14 @@ def test_unreadable_image_is_an_option_error_for_training_only(tmp_path):
     for phase, problem in zip(('train', 'val'), problems):
         assert problem.startswith(f'datasets.{phase}: 1 of 4 images cannot be read: {unreadable} ('), problem
         assert problem.endswith('. Re-save or remove them.'), problem
-    assert check_options(parsed(eval_options(data, None), is_train=False)) == []  # left to `basicsr test`
+    assert check_options(parsed(eval_options(data, tiny_weights(data)), is_train=False)) == []  # left to `basicsr test`
 
 
 def test_data_set_without_a_usable_pair_is_an_error(tmp_path, capsys):
     data = make_pairs(tmp_path / 'data', count=2)
     for path in (data / 'HR').iterdir():
         path.write_bytes(path.read_bytes()[:100])
-    dataset_opt = dict(eval_options(data, None)['datasets']['test_1'], phase='test', scale=2)
+    dataset_opt = dict(eval_options(data, tiny_weights(data))['datasets']['test_1'], phase='test', scale=2)
     with pytest.raises(SystemExit) as exit_info:
         CheckedTest().build_dataset(dataset_opt)
     assert exit_info.value.code == 2

@@ -14,7 +14,8 @@ import torch.distributed as dist
 
 import adaformer_arch  # noqa: F401  (BasicSR's imports need its compat fixes)
 from basicsr.metrics import calculate_psnr, calculate_ssim
-from helpers import eval_options, make_pairs, run_cli, save_as_if_on_gpu, torchrun_command, train_options, write_yaml
+from helpers import (eval_options, make_pairs, run_cli, save_as_if_on_gpu, tiny_weights, torchrun_command,
+                     train_options, write_yaml)
 
 
 @pytest.fixture(scope='module')
@@ -182,7 +183,7 @@ def test_ddp_on_cpu_with_two_processes(tmp_path, variant):
 def test_test_command_with_two_processes(tmp_path):
     """`basicsr test --launcher pytorch` on CPU: rank 0 tests (BasicSR's dist_validation), both ranks exit with 0."""
     data = make_pairs(tmp_path / 'data')
-    opt = dict(eval_options(data, None, name='ddp_test'), dist_params={'backend': 'gloo'})
+    opt = dict(eval_options(data, tiny_weights(data), name='ddp_test'), dist_params={'backend': 'gloo'})
     torchrun('adaformer_arch.test', write_yaml(tmp_path / 'ddp_test.yml', opt), tmp_path)
     results = tmp_path / 'results' / 'ddp_test'
     stats = json.loads((results / 'stats_tinyset_ddp_test.json').read_text())

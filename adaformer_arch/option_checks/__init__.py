@@ -18,10 +18,10 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
-from .network import (_build_network_g, _check_constructor, _check_precision, _check_pretrained, _check_tile,
-                      _check_unused_estimator, check_scale)
-from .training import (_check_device, _check_metrics, _check_model_only_options, _check_output_folder,
-                       _check_training)
+from .network import (_build_network_g, _check_constructor, _check_network_for_model, _check_precision,
+                      _check_pretrained, _check_tile, _check_unused_estimator, check_scale)
+from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
+                       _check_output_folder, _check_training)
 from .values import closest
 
 __all__ = ['OptionError', 'check_options', 'checked', 'exit_with_errors']
@@ -135,7 +135,8 @@ def check_options(opt: Dict) -> List[str]:
                 else:
                     warnings.append(f'{section}.{key} is not read by AdaFormerModel and has no effect '
                                     f'(it reads {", ".join(known)}).')
-    problems += check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt) + _check_output_folder(opt)
+    problems += _check_model_setup(opt) + check_scale(opt) + _check_unused_estimator(opt) + _check_device(opt)
+    problems += _check_output_folder(opt)
     if opt.get('model_type') == 'AdaFormerModel':
         problems += _check_tile(opt) + _check_precision(opt)
     else:
@@ -145,7 +146,7 @@ def check_options(opt: Dict) -> List[str]:
     problems += _check_metrics(opt)
     if not problems and isinstance(opt.get('network_g'), dict):  # names and types fit: build it
         network, build_problems = _build_network_g(opt['network_g'])
-        problems += build_problems or _check_pretrained(opt, network)
+        problems += build_problems or _check_pretrained(opt, network) + _check_network_for_model(opt, network)
     if not opt.get('is_train', True) and (opt.get('val') or {}).get('save_img') and 'suffix' not in opt['val']:
         problems.append('val.suffix is missing: with val.save_img BasicSR needs it; add "suffix: ~" to val '
                         '(or a text appended to the image names).')

@@ -11,9 +11,10 @@ import torch
 
 from basicsr.utils.registry import ARCH_REGISTRY
 
+from ..archs.adaformer_arch import AdaFormer
 from ..utils.precision import check_device, parse_autocast, parse_dtype
-from ..utils.weights import WeightsError, load_state_dict, mismatches
-from .values import _has_type, _unquote_hint, closest, is_integer, registered
+from ..utils.weights import WeightsError, checkpoint_entry, mismatches, read_checkpoint
+from .values import _has_type, _unquote_hint, closest, is_integer, is_number, registered
 
 
 def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[str]:
@@ -66,10 +67,14 @@ def _build_network_g(cfg: Dict) -> Tuple[Optional[torch.nn.Module], List[str]]:
 
 
 def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
-    """``path.pretrain_network_g`` exists, loads as plain weights and, with ``strict_load_g`` (BasicSR's default),
-    fits ``network`` (built from ``network_g``)."""
+    """``path.pretrain_network_g`` exists, loads as plain weights with ``param_key_g`` as BasicSR reads it (and, for
+    training with EMA, with ``params_ema``) and, with ``strict_load_g`` (BasicSR's default), fits ``network`` (built
+    from ``network_g``)."""
     path_opt = opt.get('path') or {}
     weights = path_opt.get('pretrain_network_g')
+    if not weights and not opt.get('is_train', True) and any(True for _ in network.parameters()):
+        return ['path.pretrain_network_g is not set: the test would run network_g with random weights. Give the '
+                'weights file (e.g. experiments/<name>/models/net_g_latest.pth, with param_key_g: params_ema)']
     if not weights:
         return []
     if osp.isdir(weights):
@@ -77,8 +82,13 @@ def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
     if not osp.isfile(weights):
         return [f'path.pretrain_network_g: {weights} does not exist (relative paths start from the working directory '
                 f'{os.getcwd()}). Fix the path, or set it to ~ to start from random weights.']
+    key = path_opt.get('param_key_g', 'params')  # SRModel's default
     try:
-        state = load_state_dict(weights)
+        checkpoint = read_checkpoint(weights)
+        key_problems = _param_key_problems(opt, weights, checkpoint, key)
+        if key_problems:
+            return key_problems
+        state = checkpoint_entry(weights, checkpoint, key)
     except WeightsError as err:
         return [f'path.pretrain_network_g: {err}']
     lines = mismatches(network, state)
@@ -93,6 +103,45 @@ def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
         return []  # fine-tuning from what fits; a test ignores only the checkpoint's extra tensors
     return [f'path.pretrain_network_g: {weights} does not fit network_g; with strict_load_g: false this test would '
             'run with the tensors below at their random initial values:\n    ' + '\n    '.join(untrained)]
+
+
+def _check_network_for_model(opt: Dict, network: torch.nn.Module) -> List[str]:
+    """AdaFormerModel's ``train.uncertainty_opt`` trains AdaFormer's confidence estimator: another network has
+    none (the model would stop with a traceback once the experiment folder exists)."""
+    train = opt.get('train') or {}
+    if (opt.get('is_train', True) and opt.get('model_type') == 'AdaFormerModel' and train.get('uncertainty_opt')
+            and not isinstance(network, AdaFormer)):
+        return [f'train.uncertainty_opt trains the confidence estimator of AdaFormer; network_g '
+                f'{opt["network_g"].get("type")} has none: remove uncertainty_opt for this network']
+    return []
+
+
+def _param_key_problems(opt: Dict, weights: str, checkpoint: Dict, key: Optional[str]) -> List[str]:
+    """``param_key_g`` against the entries of the checkpoint, where BasicSR's ``load_network`` would fail (a key
+    the file lacks, no key for a BasicSR file) or silently load ``params`` instead of a misspelt key; training with
+    EMA also loads ``params_ema`` (or ``params``) into the EMA network."""
+    entries = sorted(map(str, checkpoint))
+    basicsr_file = any(isinstance(checkpoint.get(k), dict) for k in ('params', 'params_ema'))
+    plain = all(isinstance(v, torch.Tensor) for v in checkpoint.values())
+    has = f'(it has: {", ".join(entries[:6])}{" ..." if len(entries) > 6 else ""})'
+    if key is None:
+        if basicsr_file:
+            return [f'path.param_key_g is ~ (load the file as it is), but {weights} holds the entries '
+                    f'{", ".join(entries)}: set param_key_g to one of them']
+    elif key not in checkpoint and 'params' in checkpoint and key != 'params_ema':
+        return [f'path.param_key_g: {weights} has no entry {key!r} {has}; BasicSR would load \'params\' instead '
+                f'without an error. Set param_key_g to one of its entries{closest(key, entries)}']
+    elif key not in checkpoint and 'params' not in checkpoint:
+        if plain:
+            return [f'path.param_key_g is {key!r}, but {weights} is a plain state dict (no entries params / '
+                    "params_ema): set param_key_g: ~ to load it as it is, or re-save it as {'params': state_dict}"]
+        return [f'path.param_key_g: {weights} has no entry {key!r} {has}: set param_key_g to one of them']
+    ema = (opt.get('train') or {}).get('ema_decay', 0)
+    if opt.get('is_train') and is_number(ema, 0) and ema > 0 and not basicsr_file:
+        return [f'path.pretrain_network_g: {weights} is a plain state dict, and with train.ema_decay BasicSR loads '
+                "the EMA network from its 'params_ema' (or 'params') entry, which it lacks: re-save it as "
+                "{'params': state_dict}, or set ema_decay: 0"]
+    return []
 
 
 def _network_argument(opt: Dict, name: str) -> Any:

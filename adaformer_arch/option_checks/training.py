@@ -2,11 +2,13 @@
 restart lists that do not match, a learning rate, ``total_iter``, batch options or ``gt_size`` of the wrong kind,
 AdaFormerModel's estimator options), options only AdaFormerModel reads under another ``model_type``, ``num_gpu``
 against CUDA and the process group, the output folder, and the ``type`` of each of ``val.metrics``."""
+import inspect
+import re
 from typing import Any, Dict, List
 
 import torch
 
-from basicsr.utils.registry import METRIC_REGISTRY
+from basicsr.utils.registry import METRIC_REGISTRY, MODEL_REGISTRY
 
 from ..utils.output_folder import folder_problem
 from .values import _unquote_hint, closest, is_integer, is_number, registered
@@ -31,6 +33,43 @@ def _check_model_only_options(opt: Dict) -> List[str]:
             name = '.'.join(keys)
             problems.append(f'{name} is read by AdaFormerModel only; model_type {opt.get("model_type")} would '
                             f'ignore it. Set "model_type: AdaFormerModel" or remove {name}.')
+    return problems
+
+
+# path keys parse_options sets; the user's keys BasicSR's models read (per network: _g, _d, _g_ema, ...); the parts
+# of a key that make BasicSR's make_exp_dirs skip it (it makes a folder of the value of any other key)
+PATH_SET_BY_BASICSR = ('experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization')
+PATH_READ = re.compile(r'(pretrain_network|param_key|strict_load)_\w+|resume_state')
+PATH_SKIPPED_PARTS = ('pretrain_network', 'strict_load', 'param_key', 'resume')
+PATH_USER_KEYS = ('pretrain_network_g', 'param_key_g', 'strict_load_g', 'resume_state')
+
+
+def _check_model_setup(opt: Dict) -> List[str]:
+    """``model_type`` registered, ``network_g`` present, SwinIRModel's ``network_g.window_size`` (it pads test
+    inputs to it and fails without it), and the keys of ``path``: BasicSR makes a folder of every value whose key
+    it does not read, so a misspelt ``pretrain_network_g`` is no weights (a test with random weights) or a folder
+    made of the weights file's name (FileExistsError)."""
+    problems = []
+    model_type = opt.get('model_type')
+    if not registered(MODEL_REGISTRY, model_type):
+        problems.append(f'model_type: no model named {model_type!r} is registered'
+                        f'{closest(str(model_type), MODEL_REGISTRY.keys())} (AdaFormer trains with AdaFormerModel)')
+    if 'network_g' not in opt:
+        problems.append(f'network_g is missing{closest("network_g", [k for k in opt if isinstance(k, str)])} (e.g. '
+                        '"network_g: {type: AdaFormer, upscale: 4}")')
+    elif (model_type == 'SwinIRModel' and isinstance(opt['network_g'], dict)
+          and 'window_size' not in opt['network_g']):
+        problems.append('network_g.window_size: model_type SwinIRModel reads it (it pads test inputs to a multiple '
+                        'of it) and fails without it; add window_size, or use model_type AdaFormerModel, which pads '
+                        'for the network')
+    path_opt = opt.get('path') or {}
+    for key, value in path_opt.items() if isinstance(path_opt, dict) else ():
+        key = str(key)
+        if key in PATH_SET_BY_BASICSR or PATH_READ.fullmatch(key):
+            continue
+        folder = '' if any(part in key for part in PATH_SKIPPED_PARTS) else f' and would make a folder {value!r} of it'
+        problems.append(f'path.{key}: BasicSR reads no such option{folder}{closest(key, PATH_USER_KEYS)} (path '
+                        f'takes {", ".join(PATH_USER_KEYS)}, and the same for other networks than _g)')
     return problems
 
 
@@ -128,6 +167,9 @@ def _check_training(opt: Dict) -> List[str]:
             if key in dataset and not is_integer(dataset[key], minimum):
                 problems.append(f'datasets.{phase}.{key}: must be an integer >= {minimum}, got {dataset[key]!r}')
         gt_size = dataset.get('gt_size')
+        if gt_size is None and dataset.get('type') == 'PairedImageDataset':
+            problems.append(f'datasets.{phase}.gt_size is missing: PairedImageDataset cuts training patches of gt_size '
+                            'HR pixels; add it (scale x the LR patch, e.g. 192 for 48 LR pixels at x4)')
         if gt_size is not None and (not is_integer(gt_size, 1) or (is_integer(scale, 1) and gt_size % scale)):
             hint = f' (e.g. {gt_size // scale * scale})' if is_integer(gt_size, 1) and is_integer(scale, 1) else ''
             problems.append(f'datasets.{phase}.gt_size: the HR patch must be a positive multiple of scale {scale} '
@@ -135,16 +177,41 @@ def _check_training(opt: Dict) -> List[str]:
     return problems
 
 
+METRIC_DATA = ('img', 'img2')  # what SRModel's validation passes to every metric: the SR and the HR image
+METRIC_OWN_KEYS = ('type', 'better')  # read by BasicSR itself (better: whether higher is best)
+
+
 def _check_metrics(opt: Dict) -> List[str]:
-    """``val.metrics``: each a block whose ``type`` is a metric BasicSR has (else it fails after the first image)."""
+    """``val.metrics``: each a block whose ``type`` is a metric BasicSR has (else it fails after the first image),
+    with the arguments the metric takes: BasicSR's metrics swallow unknown ones (``test_y_chanel: true`` would
+    measure on RGB without a word) and fail on a missing one only at the first image. A data set without HR images
+    (``SingleImageDataset``) cannot be measured by a metric that compares with the HR image."""
     metrics = (opt.get('val') or {}).get('metrics') or {}
     if not isinstance(metrics, dict):
         return [f'val.metrics: expected a block like "metrics: {{psnr: {{type: calculate_psnr, crop_border: 4}}}}", '
                 f'got {metrics!r}']
     problems = []
+    lr_only = [f'datasets.{phase}' for phase, d in (opt.get('datasets') or {}).items()
+               if not phase.startswith('train') and isinstance(d, dict) and d.get('type') == 'SingleImageDataset']
     for name, cfg in metrics.items():
         kind = cfg.get('type') if isinstance(cfg, dict) else None
         if not registered(METRIC_REGISTRY, kind):
             problems.append(f'val.metrics.{name}.type: no metric named {kind!r}'
                             f'{closest(str(kind), METRIC_REGISTRY.keys())}')
+            continue
+        function = METRIC_REGISTRY.get(kind)
+        params = inspect.signature(function).parameters
+        swallows = any(p.kind is inspect.Parameter.VAR_KEYWORD for p in params.values())
+        accepted = [n for n, p in params.items() if n not in METRIC_DATA and p.kind in (
+            inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)]
+        if not swallows or function.__module__.startswith('basicsr.'):  # a user's metric may read its own kwargs
+            problems += [f'val.metrics.{name}.{key}: {kind} has no argument {key!r}{closest(key, accepted)} ({kind} '
+                         f'takes: {", ".join(accepted)}; BasicSR would pass it on and the metric ignore it)'
+                         for key in cfg if key not in METRIC_OWN_KEYS and key not in accepted]
+        problems += [f'val.metrics.{name}: {kind} needs the argument {n!r}; add it' for n in accepted
+                     if params[n].default is inspect.Parameter.empty and n not in cfg]
+        if lr_only and 'img2' in params and params['img2'].default is inspect.Parameter.empty:
+            problems.append(f'val.metrics.{name}: {kind} compares with the HR image, which {", ".join(lr_only)} '
+                            '(SingleImageDataset, LR only) does not have: remove val.metrics, or give the HR '
+                            'images with PairedImageDataset')
     return problems

@@ -47,9 +47,20 @@ def _unquote_hint(value: Any, kind: Any) -> str:
         unquoted = yaml.safe_load(value)
     except yaml.YAMLError:
         return ''
+    if isinstance(unquoted, str) and kind is float and _parses_as_float(value):
+        return (f' (YAML reads a number in exponent form without a decimal point as text: write {float(value)!r} or '
+                f'!!float {value})')
     if not _has_type(unquoted, kind) or isinstance(unquoted, str):
         return ''
     if value.startswith('-') and is_number(unquoted, -math.inf):
         return (" (remove the quotes; basicsr 1.4.2's --force_yml reads a negative number as text, so set it in the "
                 'option file)')
     return ' (remove the quotes)'
+
+
+def _parses_as_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return text.strip().lower().lstrip('+-') not in ('inf', 'infinity', 'nan')

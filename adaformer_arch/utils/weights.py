@@ -25,6 +25,15 @@ def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Ten
     """The state dict in a BasicSR weights file: ``param_key`` if given (``params`` where the file has no
     ``param_key`` but ``params``, as BasicSR's ``load_network`` does), else ``params_ema``, else ``params``, else the
     file itself; a ``module.`` prefix (DataParallel) is removed."""
+    state = read_checkpoint(path)
+    if param_key is None:
+        param_key = next((k for k in ('params_ema', 'params') if k in state), None)
+    return checkpoint_entry(path, state, param_key)
+
+
+def read_checkpoint(path: str) -> Dict:
+    """The dict a weights file holds, read with ``weights_only=True``; :class:`WeightsError` says why it cannot be
+    used (missing, unsafe, unreadable, not a dict)."""
     try:
         state = torch.load(path, map_location='cpu', weights_only=True)
     except FileNotFoundError:
@@ -46,16 +55,19 @@ def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Ten
                            f'{type(err).__name__}: {err})') from None
     if not isinstance(state, dict):
         raise WeightsError(f'{path} holds a {type(state).__name__}, not a dict of weights')
+    return state
+
+
+def checkpoint_entry(path: str, state: Dict, param_key: Optional[str]) -> Dict[str, Tensor]:
+    """What BasicSR's ``load_network(net, path, param_key=param_key)`` loads from ``state`` (the dict ``path``
+    holds): the ``param_key`` entry (``params`` where there is no ``param_key`` but ``params``), all of ``state``
+    for None; a ``module.`` prefix (DataParallel) removed."""
     if param_key is not None and param_key not in state and 'params' in state:
         param_key = 'params'
     if param_key is not None:
         if param_key not in state:
-            raise WeightsError(f'{path} has no {param_key!r} entry (it has: {", ".join(map(str, sorted(state)))})')
+            raise WeightsError(f'{path} has no {param_key!r} entry (it has: {_listing(sorted(map(str, state)))})')
         state = state[param_key]
-    elif 'params_ema' in state:
-        state = state['params_ema']
-    elif 'params' in state:
-        state = state['params']
     bad = [str(k) for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
         raise WeightsError(f'{path}: entries that are not tensors: {_listing(bad)} (expected a BasicSR weights file '
