@@ -1,11 +1,14 @@
 """Executed MACs per LR pixel of AdaFormer x4 (``aux['macs']``), dense and with early exit, on one input size.
 
-    python scripts/macs_per_pixel.py [--width 960 --height 540] [--weights PATH] [--input IMAGE]
+    python scripts/macs_per_pixel.py [--width 960 --height 540] [--weights PATH] [--input IMAGE] [--json FILE]
 
 The paper's Table 3 counts FLOPs as MACs and leaves the confidence estimator out; ``aux['macs']`` includes it.
 """
 import argparse
 import json
+import shlex
+import sys
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -23,7 +26,8 @@ def main() -> None:
     parser.add_argument('--height', type=int, default=540)
     parser.add_argument('--weights', help='weights file (default: random weights; MACs of the dense path do not '
                         'depend on them)')
-    parser.add_argument('--input', help='LR image, mirror-tiled to the size (default: random pixels)')
+    parser.add_argument('--input', help='LR image, repeated (tiled) to the size (default: random pixels)')
+    parser.add_argument('--json', type=Path, help='also write the result, with this command, to this file')
     args = parser.parse_args()
     tune_glibc_malloc()
     torch.manual_seed(0)
@@ -38,7 +42,8 @@ def main() -> None:
     else:
         x = torch.rand(1, 3, args.height, args.width)
     pixels = args.width * args.height
-    result = {'size': [args.width, args.height], 'weights': args.weights, 'input': args.input}
+    result = {'command': shlex.join(['python', 'scripts/macs_per_pixel.py', *sys.argv[1:]]),
+              'size': [args.width, args.height], 'weights': args.weights, 'input': args.input}
     for label, early_exit in (('dense', False), ('early_exit', True)):
         net.early_exit = early_exit
         with torch.no_grad():
@@ -48,6 +53,9 @@ def main() -> None:
         print(f'{label}: {aux["macs"] / 1e9:.1f} GMACs, {aux["macs"] / pixels / 1e6:.3f} M MACs per LR pixel, '
               f'{100 * result[label]["halted_fraction"]:.1f} % tokens halted over all blocks')
     print(json.dumps(result))
+    if args.json:
+        args.json.parent.mkdir(parents=True, exist_ok=True)
+        args.json.write_text(json.dumps(result, indent=2) + '\n')
 
 
 if __name__ == '__main__':
