@@ -18,7 +18,9 @@ import collections
 import functools
 import json
 import platform
+import shlex
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List
 
@@ -143,9 +145,9 @@ def main() -> None:
                               for op in ops]))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'size': args.size, 'threads': args.threads, 'runs': args.runs, 'weights': args.weights,
-                       'input': args.input, 'halted_fraction': halted, 'machine': platform.processor(),
-                       'torch': torch.__version__, 'rows': rows, 'profiles': profiles}, f, indent=1)
+            json.dump({'command': 'python ' + shlex.join(sys.argv), 'size': args.size, 'threads': args.threads,
+                       'runs': args.runs, 'weights': args.weights, 'input': args.input, 'halted_fraction': halted,
+                       'machine': platform.processor(), 'torch': torch.__version__, 'rows': rows, 'profiles': profiles}, f, indent=1)
 
 
 if __name__ == '__main__':

@@ -42,7 +42,7 @@ def main() -> None:
     else:
         x = torch.rand(1, 3, args.height, args.width)
     pixels = args.width * args.height
-    result = {'command': shlex.join(['python', 'scripts/macs_per_pixel.py', *sys.argv[1:]]),
+    result = {'command': 'python ' + shlex.join(sys.argv),
               'size': [args.width, args.height], 'weights': args.weights, 'input': args.input}
     for label, early_exit in (('dense', False), ('early_exit', True)):
         net.early_exit = early_exit

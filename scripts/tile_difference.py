@@ -11,6 +11,8 @@ differ by more than one level, and the PSNR of the tiled output against the whol
 import argparse
 import json
 import math
+import shlex
+import sys
 from typing import Dict, List
 
 import numpy as np
@@ -81,8 +83,8 @@ def main() -> None:
                            f"{r['over_1_level_percent']:.3f}", f"{r['psnr_vs_whole_db']:.2f}"] for r in rows]))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'input': args.input, 'weights': args.weights, 'lr_size': [width, height], 'rows': rows}, f,
-                      indent=1)
+            json.dump({'command': 'python ' + shlex.join(sys.argv), 'input': args.input, 'weights': args.weights,
+                       'lr_size': [width, height], 'rows': rows}, f, indent=1)
 
 
 if __name__ == '__main__':

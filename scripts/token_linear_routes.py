@@ -12,7 +12,9 @@ over 16 one-row images.
 """
 import argparse
 import json
+import shlex
 import statistics
+import sys
 import time
 from typing import Callable, Dict, List
 
@@ -118,7 +120,8 @@ def main() -> None:
                                f"{r[f'ms_{batch}_images']:.1f}", f"{r['ratio_median']:.3f}"] for r in adam]))
     if args.json:
         with open(args.json, 'w') as f:
-            json.dump({'layers': layers, 'adam': adam, 'torch': torch.__version__}, f, indent=1)
+            json.dump({'command': 'python ' + shlex.join(sys.argv), 'layers': layers, 'adam': adam,
+                       'torch': torch.__version__}, f, indent=1)
 
 
 if __name__ == '__main__':

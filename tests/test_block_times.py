@@ -27,6 +27,8 @@ def test_runs_on_the_shipped_weights(tmp_path):
                            '--profile', '3', '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
     result = json.loads(out.read_text())
+    assert result['command'].startswith('python ') and result['command'].endswith(
+        f'block_times.py --size 64x48 --runs 1 --threads 1 --profile 3 --json {out}')
     rows = result['rows']
     blocks = [r for r in rows if r['name'].startswith('block')]
     assert len(blocks) == 6 and blocks[0]['computed'] == 1.0

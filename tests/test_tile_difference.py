@@ -45,7 +45,10 @@ def test_runs_on_the_shipped_weights(tmp_path):
                            str(tmp_path / 'lr.png'), '--tiles', '16', '32', '--overlap', '8', '--threads', '1',
                            '--json', str(out)], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0, proc.stderr
-    rows = json.loads(out.read_text())['rows']
+    result = json.loads(out.read_text())
+    assert result['command'].endswith(f'tile_difference.py --input {tmp_path / "lr.png"} --tiles 16 32 --overlap 8 '
+                                      f'--threads 1 --json {out}')
+    rows = result['rows']
     assert [(r['tile'], r['overlap']) for r in rows] == [(16, 8), (32, 8)]
     assert '| 16 | 8 |' in proc.stdout
 
