@@ -82,10 +82,10 @@ def test_distributed_adaformer_without_uncertainty_loss_needs_find_unused_parame
     (problem,) = problems(opt)
     assert problem.startswith('network_g AdaFormer is trained distributed without its uncertainty loss')
     assert 'find_unused_parameters: true' in problem
-    opt['find_unused_parameters'] = True
-    assert check_options(parsed(opt)) == []
+    opt['find_unused_parameters'] = True  # runs; the untrained estimator is only warned about
+    assert [w[:51] for w in check_options(parsed(opt))] == ['network_g AdaFormer is trained without its uncertai']
     opt['find_unused_parameters'], opt['dist'] = False, False  # one process: nothing to refuse
-    assert check_options(parsed(opt)) == []
+    assert len(check_options(parsed(opt))) == 1
 
 
 def test_train_autocast_is_checked(data):
@@ -647,3 +647,17 @@ def test_a_number_in_exponent_form_gets_a_yaml_hint(data):
     opt['network_g']['halt_eps'] = '5e-2'  # what YAML 1.1 (PyYAML) makes of halt_eps: 5e-2
     assert problems(opt) == ["network_g.halt_eps: AdaFormer takes a number for halt_eps, got '5e-2' (YAML reads a "
                              'number in exponent form without a decimal point as text: write 0.05 or !!float 5e-2)']
+
+
+def test_adaformer_trained_without_its_loss_is_warned(data):
+    """Swapped into an SRModel experiment AdaFormer trains, but its estimator gets no gradient: a warning, not an
+    error (an ablation without L_USL is legitimate)."""
+    opt = train_options(data, model_type='SRModel')
+    del opt['train']['uncertainty_opt']
+    [warning] = check_options(parsed(opt))
+    assert warning.startswith('network_g AdaFormer is trained without its uncertainty loss (model_type SRModel, which '
+                              'has none): its confidence estimator gets no gradient')
+    opt['model_type'] = 'AdaFormerModel'
+    assert check_options(parsed(opt))[0].startswith('network_g AdaFormer is trained without its uncertainty loss '
+                                                    '(model_type AdaFormerModel):')
+    assert check_options(parsed(train_options(data))) == []

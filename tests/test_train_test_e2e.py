@@ -95,11 +95,13 @@ def test_test_command_writes_images_metrics_stats_and_maps(trained):
 
 
 def test_swap_into_plain_basicsr_experiment(tmp_path):
-    """A BasicSR SRModel option file with only network_g changed to AdaFormer trains unchanged otherwise."""
+    """A BasicSR SRModel option file with only network_g changed to AdaFormer trains unchanged otherwise, with a
+    warning that its confidence estimator is not trained there."""
     data = make_pairs(tmp_path / 'data')
     opt = train_options(data, name='swap', total_iter=2, model_type='SRModel')
     del opt['train']['uncertainty_opt']
-    run_cli(['train', '-opt', str(write_yaml(tmp_path / 'swap.yml', opt))], cwd=tmp_path)
+    proc = run_cli(['train', '-opt', str(write_yaml(tmp_path / 'swap.yml', opt))], cwd=tmp_path)
+    assert 'basicsr: warning: ' in proc.stderr and 'trained without its uncertainty loss' in proc.stderr
     assert (tmp_path / 'experiments' / 'swap' / 'models' / 'net_g_latest.pth').is_file()
 
 

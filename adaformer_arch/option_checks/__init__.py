@@ -19,7 +19,8 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
 from .network import (_build_network_g, _check_constructor, _check_network_for_model, _check_precision,
-                      _check_pretrained, _check_tile, _check_unused_estimator, check_scale)
+                      _check_pretrained, _check_tile, _check_unused_estimator, _warn_untrained_estimator,
+                      check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
                        _check_output_folder, _check_training)
 from .values import closest
@@ -157,6 +158,7 @@ def check_options(opt: Dict) -> List[str]:
         problems += dataset_problems
         if pairs is not None:
             pair_counts[phase] = pairs
+    warnings += _warn_untrained_estimator(opt)
     if not problems and opt.get('is_train', True):
         batch_problems, batch_warnings = _check_batches(opt, pair_counts)
         problems += batch_problems

@@ -218,16 +218,33 @@ def _check_precision(opt: Dict) -> List[str]:
     return problems
 
 
-def _check_unused_estimator(opt: Dict) -> List[str]:
-    """Distributed training of AdaFormer without L_USL: the confidence estimator runs but gets no gradient (only
-    L_USL trains it), and DDP without ``find_unused_parameters`` stops at the second iteration."""
+def _trains_without_usl(opt: Dict) -> bool:
+    """AdaFormer is trained without L_USL (another model_type, or no ``train.uncertainty_opt``): only L_USL trains
+    its confidence estimator."""
     network = opt.get('network_g')
-    if (not opt.get('is_train', True) or not opt.get('dist') or opt.get('find_unused_parameters')
-            or not isinstance(network, dict) or network.get('type') != 'AdaFormer'):
-        return []
-    if opt.get('model_type') == 'AdaFormerModel' and (opt.get('train') or {}).get('uncertainty_opt'):
+    if not opt.get('is_train', True) or not isinstance(network, dict) or network.get('type') != 'AdaFormer':
+        return False
+    return not (opt.get('model_type') == 'AdaFormerModel' and (opt.get('train') or {}).get('uncertainty_opt'))
+
+
+def _check_unused_estimator(opt: Dict) -> List[str]:
+    """Distributed training of AdaFormer without L_USL: the confidence estimator runs but gets no gradient, and DDP
+    without ``find_unused_parameters`` stops at the second iteration."""
+    if not _trains_without_usl(opt) or not opt.get('dist') or opt.get('find_unused_parameters'):
         return []
     return ['network_g AdaFormer is trained distributed without its uncertainty loss: its confidence estimator then '
             'gets no gradient, and DDP stops at the second iteration. Add train.uncertainty_opt (model_type: '
             'AdaFormerModel) to train the estimator, or "find_unused_parameters: true" at the top level of the '
             'option file.']
+
+
+def _warn_untrained_estimator(opt: Dict) -> List[str]:
+    """A warning for AdaFormer trained without L_USL (e.g. swapped into an SRModel experiment): the run works, but
+    the estimator keeps its initial (or loaded) weights, so tokens do not learn to halt."""
+    if not _trains_without_usl(opt):
+        return []
+    return [f'network_g AdaFormer is trained without its uncertainty loss (model_type {opt.get("model_type")}'
+            f'{"" if opt.get("model_type") == "AdaFormerModel" else ", which has none"}): its confidence estimator '
+            'gets no gradient and keeps its initial or loaded weights, so tokens do not learn to halt and inference '
+            'gets no early-exit speed-up. To train it: model_type AdaFormerModel with train.uncertainty_opt: {type: '
+            'UncertaintyLoss, loss_weight: 1.0} (as options/train_adaformer_x4.yml).']
