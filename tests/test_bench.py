@@ -128,6 +128,23 @@ def test_tradeoff_sweep_runs_each_halt_eps(tmp_path: Path):
     assert len({v['psnr_y'] for v in variants}) > 1  # halting changed the output: the PSNR check tells them apart
 
 
+def test_a_reference_that_is_the_swept_network_runs_at_its_own_halt_eps(tmp_path: Path):
+    """The swept network listed among the references too: every image of the reference row runs at the halt_eps the
+    network had (not at whichever sweep value ran before it in the rotated order)."""
+    data = make_pairs(tmp_path / 'data', count=3, size=16)
+    pairs = dataset_pairs(str(data / 'HR'), str(data / 'LR'), 2)
+    torch.manual_seed(0)
+    net = build(NetworkSpec('a', dict(TINY_NET)), 2, True, 'test')
+    set_confidence_bias(bare(net), 2.0)
+    bare(net).halt_eps = 0.0
+    result = sweep(net, [0.0, 0.6], {'itself': net}, pairs, 2, torch.device('cpu'), step=lambda: None)
+    at_zero, at_high, itself = result['variants']
+    assert (itself['halt_eps'], itself['reference_halt_eps']) == (None, 0.0)
+    assert [r['sparsity'] for r in itself['images']] == [r['sparsity'] for r in at_zero['images']]
+    assert [r['psnr_y'] for r in itself['images']] == pytest.approx([r['psnr_y'] for r in at_zero['images']])
+    assert at_high['sparsity_mean'] > at_zero['sparsity_mean']  # the two settings differ: the check can fail
+
+
 def test_cpu_peak_memory_measures_what_a_forward_allocates():
     """The meter of peak_memory_bytes: a x4 Bicubic forward whose output alone is 3 x 2560 x 2560 float32 (75 MiB)
     reads at least 64 MiB; a 16x16 one (a 0.2 MiB output) far less."""

@@ -54,7 +54,7 @@ def _read(path: str):
     return img
 
 
-Variant = Tuple[str, nn.Module, Optional[float]]  # display name, network, halt_eps to set (None: leave as is)
+Variant = Tuple[str, nn.Module, Optional[float]]  # display name, network, halt_eps to set (None: it has none)
 
 
 @torch.no_grad()
@@ -80,7 +80,9 @@ def sweep(adaformer: nn.Module, halt_eps: List[float], references: Dict[str, nn.
     latency, mean GMACs, mean sparsity, and the numbers of every image."""
     original_eps = bare(adaformer).halt_eps
     variants: List[Variant] = [(f'halt_eps {e:g}', adaformer, e) for e in halt_eps]
-    variants += [(name, net, None) for name, net in references.items()]
+    # a reference runs at its own halt_eps, set before each run: it may be the swept network itself
+    variants += [(name, net, getattr(bare(net), 'halt_eps', None)) for name, net in references.items()]
+    swept = len(halt_eps)
     images = [(os.path.basename(p['lq_path']), _read(p['lq_path']), _read(p['gt_path'])) for p in pairs]
     records: Dict[str, List[Dict]] = {name: [] for name, _, _ in variants}
     try:
@@ -107,12 +109,13 @@ def sweep(adaformer: nn.Module, halt_eps: List[float], references: Dict[str, nn.
     finally:
         bare(adaformer).halt_eps = original_eps
     results = []
-    for name, eps_value in ((v[0], v[2]) for v in variants):
+    for i, (name, _, eps_value) in enumerate(variants):
         rows = records[name]
         sparsities = [r['sparsity'] for r in rows if r['sparsity'] is not None]
         results.append({
             'name': name,
-            'halt_eps': eps_value,
+            'halt_eps': eps_value if i < swept else None,  # None: a reference network
+            'reference_halt_eps': None if i < swept else eps_value,
             'psnr_y': statistics.fmean(r['psnr_y'] for r in rows),
             'latency_ms_mean': statistics.fmean(r['latency_ms'] for r in rows),
             'latency_ms_median': statistics.median(r['latency_ms'] for r in rows),
