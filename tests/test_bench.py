@@ -192,6 +192,9 @@ def test_weights_are_loaded_from_params_ema(tmp_path: Path):
         assert torch.equal(loaded.state_dict()[key], value), key
     with pytest.raises(BenchError, match='no attribute'):
         build(NetworkSpec('e', dict(TINY_EDSR), attributes={'halt_eps': 0.1}), 2, False, 'test')
+    with pytest.raises(BenchError, match=r"w.pth has no 'param_ema' entry \(it has: params, params_ema\)"):
+        build(NetworkSpec('e', dict(TINY_EDSR), weights=str(tmp_path / 'w.pth'), param_key='param_ema'), 2, False,
+              'test')  # a misspelt key: BasicSR's load_network would take params without a word
 
 
 def test_adaformer_padded_channels_last_in_bfloat16():

@@ -22,12 +22,15 @@ class WeightsMismatchError(WeightsError):
 
 
 def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Tensor]:
-    """The state dict in a BasicSR weights file: ``param_key`` if given (``params`` where the file has no
-    ``param_key`` but ``params``, as BasicSR's ``load_network`` does), else ``params_ema``, else ``params``, else the
-    file itself; a ``module.`` prefix (DataParallel) is removed."""
+    """The state dict in a BasicSR weights file: ``param_key`` if given (``params`` for ``params_ema`` where the
+    file has only ``params``, as the shipped weights; any other key the file lacks is an error, where BasicSR's
+    ``load_network`` would silently take ``params``), else ``params_ema``, else ``params``, else the file itself;
+    a ``module.`` prefix (DataParallel) is removed."""
     state = read_checkpoint(path)
     if param_key is None:
         param_key = next((k for k in ('params_ema', 'params') if k in state), None)
+    elif param_key not in state and param_key != 'params_ema':
+        raise WeightsError(f'{path} has no {param_key!r} entry (it has: {_listing(sorted(map(str, state)))})')
     return checkpoint_entry(path, state, param_key)
 
 
