@@ -175,7 +175,6 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
     command = reproduce_command(args, opts, out_dir, opts.input)
     machine = machine_info(device)
 
-    torch.manual_seed(0)  # random weights, where used, are the same in every run
     nets = {s.name: build(s, opts.scale, args.random_weights, args.opt).to(device) for s in opts.networks}
     random_flags = {s.name: uses_random_weights(s, nets[s.name], args.random_weights) for s in opts.networks}
     params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}

@@ -305,3 +305,14 @@ def test_dataset_pairs_of_the_wrong_scale_are_refused_before_anything_runs(tmp_p
     assert len(dataset_pairs(str(tmp_path / 'HR'), str(tmp_path / 'LR'), 4)) == 1  # a border under 4 px is fine
     with pytest.raises(BenchError, match=r'is 32x33 \(HxW\) but its LR .* is 32x33: HR must be 4x the LR'):
         dataset_pairs(str(tmp_path / 'HR'), str(tmp_path / 'LR_same'), 4)
+
+
+def test_random_weights_of_an_entry_do_not_depend_on_what_was_built_before():
+    """The memory subprocess builds one entry alone, the benchmark process every entry in order: both must get the
+    same random weights for it."""
+    spec = NetworkSpec('a', dict(TINY_NET))
+    alone = build(spec, 2, True, 'test').state_dict()
+    torch.manual_seed(123)
+    build(NetworkSpec('e', dict(TINY_EDSR)), 2, True, 'test')
+    after_another = build(spec, 2, True, 'test').state_dict()
+    assert all(torch.equal(alone[k], after_another[k]) for k in alone)

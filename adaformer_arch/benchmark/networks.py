@@ -43,10 +43,14 @@ def bare(net: nn.Module) -> nn.Module:
     return net
 
 
+RANDOM_WEIGHTS_SEED = 0
+
+
 def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn.Module:
     """The network of ``spec`` in eval mode on the CPU, in ``spec.dtype`` (``in_precision``; inside an
     :class:`InputAdapter` where it needs padding, channels-last or another precision). ``where`` names the option
-    file in error messages."""
+    file in error messages. Random weights are drawn from ``RANDOM_WEIGHTS_SEED``, whatever was built before: an
+    entry has the same ones in the benchmark process and in the memory subprocess."""
     opt = copy.deepcopy(spec.network_g)
     arch = opt.pop('type')
     try:
@@ -55,7 +59,9 @@ def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn
         raise BenchError(f'{where}: network {spec.name!r}: no arch {arch!r} in BasicSR\'s ARCH_REGISTRY; check '
                          f'network_g.type (arches register when their module is imported)') from None
     try:
-        net = cls(**opt)
+        with torch.random.fork_rng(devices=[]):  # the same random weights for one entry in every process and order
+            torch.manual_seed(RANDOM_WEIGHTS_SEED)
+            net = cls(**opt)
     except TypeError as e:
         raise BenchError(f'{where}: network {spec.name!r}: bad network_g arguments for {arch}: {e}') from None
     if spec.weights != RANDOM and not random_weights:
