@@ -34,6 +34,7 @@ from .benchmark.options import BenchError, BenchOptions, format_size, load_optio
 from .benchmark.report import markdown, write_outputs
 from .benchmark.tradeoff import dataset_pairs, num_steps, sweep
 from .benchmark.train_throughput import train_throughput
+from .utils.output_folder import folder_problem
 from .utils.precision import check_device, parse_dtype
 
 
@@ -172,12 +173,20 @@ def run(args: argparse.Namespace, argv: List[str]) -> Dict:
     image = load_image(opts.input) if opts.input else None
     pairs = dataset_pairs(args.dataset_hr, args.dataset_lr, opts.scale) if args.dataset_hr else None
     out_dir = args.out or os.path.join('results', f'bench_{os.path.splitext(os.path.basename(args.opt))[0]}')
+    problem = folder_problem(out_dir)
+    if problem:  # found now, not after the measurements
+        raise BenchError(f'--out {out_dir} cannot be used as the output folder ({problem}); give another --out')
     command = reproduce_command(args, opts, out_dir, opts.input)
     machine = machine_info(device)
 
     nets = {s.name: build(s, opts.scale, args.random_weights, args.opt).to(device) for s in opts.networks}
     random_flags = {s.name: uses_random_weights(s, nets[s.name], args.random_weights) for s in opts.networks}
     params = {name: sum(p.numel() for p in net.parameters()) for name, net in nets.items()}
+    if args.train_throughput:
+        untrainable = [n for n in opts.train_throughput.networks if not params[n]]
+        if untrainable:
+            raise BenchError(f'{args.opt}: train_throughput.networks: {", ".join(untrainable)} has no parameters to '
+                             'train; remove it from that list')
 
     per_size = len(nets) * (2 + opts.warmup + opts.runs)
     total = 1 + len(opts.sizes) * per_size
@@ -257,10 +266,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     except BenchError as e:  # exit status 2, as the other subcommands (and argparse) for a bad input
         print(f'basicsr bench: error: {e}', file=sys.stderr)
         sys.exit(2)
-    out_dir = result['out_dir']
-    write_outputs(result, out_dir)
+    paths = write_outputs(result, result['out_dir'])
     print(markdown(result))
-    print(f'Wrote {out_dir}/bench.json, bench.md, bench.png' + (', tradeoff.png' if result['tradeoff'] else ''))
+    print(f'Wrote {", ".join(paths)}')
     print(f"Reproduce: {result['command']}")
 
 

@@ -316,3 +316,52 @@ def test_random_weights_of_an_entry_do_not_depend_on_what_was_built_before():
     build(NetworkSpec('e', dict(TINY_EDSR)), 2, True, 'test')
     after_another = build(spec, 2, True, 'test').state_dict()
     assert all(torch.equal(alone[k], after_another[k]) for k in alone)
+
+
+def test_outputs_of_a_rerun_without_tradeoff_and_an_infinite_psnr(bench_run, tmp_path: Path):
+    """All outputs are rendered before any is written; a rerun into the same folder without a sweep removes the
+    earlier tradeoff.png; an infinite PSNR (SR equal to HR) is null in a strict JSON and left out of the chart."""
+    from adaformer_arch.benchmark.report import write_outputs
+
+    out = tmp_path / 'out'
+    out.mkdir()
+    (out / 'tradeoff.png').write_bytes(b'from an earlier run')
+    result = dict(bench_run[1], tradeoff=None)
+    paths = write_outputs(result, str(out))
+    assert sorted(Path(p).name for p in paths) == ['bench.json', 'bench.md', 'bench.png']
+    assert not (out / 'tradeoff.png').exists()
+    result['tradeoff'] = {'num_images': 1, 'lr': 'x', 'crop_border': 2, 'network_random_weights': True,
+                          'skipped_references': [], 'variants': [
+                              {'name': 'halt_eps 0', 'halt_eps': 0.0, 'psnr_y': 30.0, 'latency_ms_mean': 2.0,
+                               'gmacs_mean': 0.1, 'sparsity_mean': 0.0},
+                              {'name': 'Bicubic', 'halt_eps': None, 'psnr_y': float('inf'), 'latency_ms_mean': 1.0,
+                               'gmacs_mean': 0.0, 'sparsity_mean': None}]}
+    write_outputs(result, str(out))
+    saved = json.loads((out / 'bench.json').read_text(), parse_constant=lambda c: pytest.fail(f'non-JSON {c}'))
+    assert [v['psnr_y'] for v in saved['tradeoff']['variants']] == [30.0, None]
+    assert cv2.imread(str(out / 'tradeoff.png')) is not None
+    md = (out / 'bench.md').read_text()
+    assert '| halt_eps 0 * | 30.000 |' in md and '| Bicubic | inf |' in md
+
+
+def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, capsys):
+    (tmp_path / 'afile').write_text('x')
+    opt = write_yaml(tmp_path / 'bench.yml', bench_options())
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(opt), '--out', str(tmp_path / 'afile' / 'out'), '--threads', '1'])
+    assert exit_info.value.code == 2
+    assert f'--out {tmp_path}/afile/out cannot be used as the output folder ({tmp_path}/afile is a file)' in \
+        capsys.readouterr().err
+
+
+def test_a_network_without_parameters_in_train_throughput_is_refused(tmp_path: Path, capsys):
+    opt = bench_options()
+    opt['networks'].append({'name': 'Bic', 'network_g': {'type': 'Bicubic', 'upscale': 2}})
+    opt['train_throughput']['networks'].append('Bic')
+    path = write_yaml(tmp_path / 'bench.yml', opt)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(path), '--out', str(tmp_path / 'out'), '--threads', '1', '--train-throughput',
+                    '--gemm-size', '8'])
+    assert exit_info.value.code == 2
+    assert 'train_throughput.networks: Bic has no parameters to train' in capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()

@@ -1,8 +1,9 @@
 """The benchmark's outputs: markdown tables (bench.md, also printed), charts and the JSON file, all written
 atomically."""
 import json
+import math
 import os
-from typing import Dict, List, Optional
+from typing import Any, Dict, List, Optional
 
 from ..utils.atomic_io import atomic_write
 from .plot import bar_chart, encode_png, point_chart
@@ -47,7 +48,8 @@ def train_table(train: Dict) -> str:
 
 
 def tradeoff_table(tradeoff: Dict) -> str:
-    rows = [[v['name'], f"{v['psnr_y']:.3f}", f"{v['latency_ms_mean']:.2f}", f"{v['gmacs_mean']:.3f}",
+    random = ' *' if tradeoff.get('network_random_weights') else ''  # the swept network's rows
+    rows = [[v['name'] + (random if v['halt_eps'] is not None else ''), f"{v['psnr_y']:.3f}", f"{v['latency_ms_mean']:.2f}", f"{v['gmacs_mean']:.3f}",
              _num(None if v['sparsity_mean'] is None else 100.0 * v['sparsity_mean'], '.1f')]
             for v in tradeoff['variants']]
     return markdown_table(['Variant', 'PSNR Y dB', 'Latency ms (mean/image)', 'GMACs (mean)', 'Sparsity %'], rows)
@@ -80,6 +82,9 @@ def markdown(result: Dict) -> str:
         t = result['tradeoff']
         parts += ['', f"## PSNR vs latency ({t['num_images']} images of {t['lr']}, Y channel, border "
                       f"{t['crop_border']})", '', tradeoff_table(t)]
+        if t.get('network_random_weights'):
+            parts += ['', '\\* random weights: the halting, hence PSNR and latency of the sweep, are not '
+                          'representative.']
         if t.get('skipped_references'):
             parts += ['', f"Skipped (random weights): {', '.join(t['skipped_references'])}."]
     return '\n'.join(parts) + '\n'
@@ -96,28 +101,47 @@ def latency_chart(result: Dict) -> bytes:
                                 'latency ms (log scale)'))
 
 
-def tradeoff_chart(tradeoff: Dict) -> bytes:
-    sweep = [(v['latency_ms_mean'], v['psnr_y'], f"eps {v['halt_eps']:g}") for v in tradeoff['variants']
+def tradeoff_chart(tradeoff: Dict) -> Optional[bytes]:
+    """PSNR against latency of the sweep and the references; points with an infinite PSNR (an SR image equal to
+    its HR image) are left out, and None is returned when no point is left."""
+    variants = [v for v in tradeoff['variants'] if math.isfinite(v['psnr_y'])]
+    sweep = [(v['latency_ms_mean'], v['psnr_y'], f"eps {v['halt_eps']:g}") for v in variants
              if v['halt_eps'] is not None]
-    series = [('AdaFormer, halt_eps sweep', sweep, True)]
-    series += [(v['name'], [(v['latency_ms_mean'], v['psnr_y'], '')], False) for v in tradeoff['variants']
+    series = [('AdaFormer, halt_eps sweep', sweep, True)] if sweep else []
+    series += [(v['name'], [(v['latency_ms_mean'], v['psnr_y'], '')], False) for v in variants
                if v['halt_eps'] is None]
+    if not series:
+        return None
     return encode_png(point_chart(series, f"PSNR (Y) vs latency, {tradeoff['num_images']} images",
                                   'mean latency per image (ms)', 'PSNR Y (dB)'))
 
 
+def _strict_json(value: Any) -> Any:
+    """``value`` with non-finite floats (an infinite PSNR) as None, which strict JSON parsers accept."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _strict_json(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_strict_json(v) for v in value]
+    return value
+
+
 def write_outputs(result: Dict, out_dir: str) -> List[str]:
-    """Write bench.json, bench.md, bench.png (and tradeoff.png) into ``out_dir``; returns the paths."""
+    """Write bench.json, bench.md, bench.png (and tradeoff.png) into ``out_dir``; returns the paths. Everything is
+    rendered before the first file is written, and a tradeoff.png of an earlier run into the same folder is
+    removed when this run has none, so the folder never holds files of two runs."""
+    outputs = {'bench.json': json.dumps(_strict_json(result), indent=1, allow_nan=False).encode(),
+               'bench.md': markdown(result).encode(), 'bench.png': latency_chart(result)}
+    chart = tradeoff_chart(result['tradeoff']) if result.get('tradeoff') else None
+    if chart is not None:
+        outputs['tradeoff.png'] = chart
     paths = []
-
-    def put(name: str, data: bytes) -> None:
+    for name, data in outputs.items():
         path = os.path.join(out_dir, name)
-        atomic_write(path, lambda f: f.write(data))
+        atomic_write(path, lambda f, data=data: f.write(data))
         paths.append(path)
-
-    put('bench.json', json.dumps(result, indent=1).encode())
-    put('bench.md', markdown(result).encode())
-    put('bench.png', latency_chart(result))
-    if result.get('tradeoff'):
-        put('tradeoff.png', tradeoff_chart(result['tradeoff']))
+    stale = os.path.join(out_dir, 'tradeoff.png')
+    if chart is None and os.path.exists(stale):
+        os.remove(stale)
     return paths
