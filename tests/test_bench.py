@@ -365,3 +365,10 @@ def test_a_network_without_parameters_in_train_throughput_is_refused(tmp_path: P
     assert exit_info.value.code == 2
     assert 'train_throughput.networks: Bic has no parameters to train' in capsys.readouterr().err
     assert not (tmp_path / 'out').exists()
+
+
+def test_pad_to_does_not_hide_a_network_of_another_scale():
+    """An x2 network in an x4 bench, padded 16 -> 32: its 64x64 output cropped to 4 x 16 would pass the shape check."""
+    net = build(NetworkSpec('e', dict(TINY_EDSR), pad_to=32), 4, True, 'test')
+    with pytest.raises(BenchError, match='upsamples its padded 32x32 input to 64x64, not by the scale 4'):
+        net(torch.rand(1, 3, 16, 16))

@@ -33,7 +33,13 @@ class InputAdapter(nn.Module):
 
     def forward(self, lq: Tensor) -> Tensor:
         h, w = lq.shape[-2:]
-        return self.net(self.prepare(lq))[..., :h * self.scale, :w * self.scale].float().contiguous()
+        x = self.prepare(lq)
+        out = self.net(x)
+        if out.shape[-2:] != (x.shape[-2] * self.scale, x.shape[-1] * self.scale):  # before the crop could hide it
+            raise BenchError(f'{type(self.net).__name__} upsamples its padded {x.shape[-2]}x{x.shape[-1]} input to '
+                             f'{out.shape[-2]}x{out.shape[-1]}, not by the scale {self.scale}; check network_g '
+                             '(upscale)')
+        return out[..., :h * self.scale, :w * self.scale].float().contiguous()
 
 
 def bare(net: nn.Module) -> nn.Module:
