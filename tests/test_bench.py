@@ -372,3 +372,28 @@ def test_pad_to_does_not_hide_a_network_of_another_scale():
     net = build(NetworkSpec('e', dict(TINY_EDSR), pad_to=32), 4, True, 'test')
     with pytest.raises(BenchError, match='upsamples its padded 32x32 input to 64x64, not by the scale 4'):
         net(torch.rand(1, 3, 16, 16))
+
+
+@pytest.mark.parametrize('edit, message', [
+    (lambda o: o.update(sizes='16x16'), "sizes must be a list, e.g. [16x16], got '16x16'"),
+    (lambda o: o['tradeoff'].update(halt_eps=0.1), 'tradeoff.halt_eps must be a list, e.g. [0.1], got 0.1'),
+    (lambda o: o['tradeoff'].update(halt_eps=['low']), "tradeoff.halt_eps must be a non-empty list of values in "
+     "[0, 1), bad: ['low']"),
+    (lambda o: o['tradeoff'].update(references='EDSR tiny'), "tradeoff.references must be a list"),
+    (lambda o: o['tradeoff'].pop('network'), "tradeoff: missing key(s) ['network']"),
+    (lambda o: o['train_throughput'].pop('networks'), "train_throughput: missing key(s) ['networks']"),
+    (lambda o: o['train_throughput'].update(networks='EDSR tiny'), 'train_throughput.networks must be a list'),
+    (lambda o: o.update(tradeoff=[1]), 'tradeoff must be a mapping of network, halt_eps, references, got [1]'),
+    (lambda o: o['networks'][0].update(attributes=['halt_eps', 0.1]), 'attributes must be a mapping'),
+    (lambda o: o['networks'][0].update(attributes={'halt_eps': 'high'}),
+     "attributes.halt_eps: AdaFormer holds a float there (0.05), got 'high'"),
+])
+def test_values_of_the_wrong_kind_are_clear_errors(tmp_path: Path, capsys, edit, message):
+    """Each gave a Python traceback (or a list read letter by letter: `sizes: 16x16` was 'bad size 1')."""
+    opt = bench_options()
+    edit(opt)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(write_yaml(tmp_path / 'b.yml', opt)), '--out', str(tmp_path / 'out'), '--threads',
+                    '1', '--gemm-size', '8'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and err.startswith('basicsr bench: error:') and message in err, err

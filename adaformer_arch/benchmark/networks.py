@@ -1,5 +1,6 @@
 """Build a benchmark network from its :class:`NetworkSpec`: BasicSR registry, weights, attribute overrides."""
 import copy
+import math
 import os
 
 import torch
@@ -8,6 +9,7 @@ from torch import Tensor, nn
 from basicsr.utils.registry import ARCH_REGISTRY
 
 from ..archs.adaformer_arch import channels_last, pad_to_multiple
+from ..option_checks.values import is_number
 from ..utils.precision import Autocast, in_precision, network_dtype, parse_dtype
 from ..utils.weights import WeightsError, load_weights
 from .options import RANDOM, BenchError, NetworkSpec
@@ -84,6 +86,11 @@ def build(spec: NetworkSpec, scale: int, random_weights: bool, where: str) -> nn
     for key, value in spec.attributes.items():
         if not hasattr(net, key):
             raise BenchError(f'{where}: network {spec.name!r}: attributes.{key}: {arch} has no attribute {key!r}')
+        current = getattr(net, key)
+        if isinstance(current, (bool, int, float)) and type(value) is not type(current) and not (
+                isinstance(current, float) and is_number(value, -math.inf)):
+            raise BenchError(f'{where}: network {spec.name!r}: attributes.{key}: {arch} holds a '
+                             f'{type(current).__name__} there ({current!r}), got {value!r}')
         setattr(net, key, value)
     dtype = parse_dtype(spec.dtype)
     if spec.pad_to > 1 or spec.channels_last or dtype != torch.float32:

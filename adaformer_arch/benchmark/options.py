@@ -22,12 +22,12 @@ Layout::
 """
 import os
 import re
-from dataclasses import dataclass, field
+from dataclasses import MISSING, dataclass, field, fields
 from typing import Any, Dict, List, Optional, Tuple
 
 import yaml
 
-from ..option_checks.values import is_integer
+from ..option_checks.values import is_integer, is_number
 from ..utils.precision import parse_autocast, parse_dtype
 
 DEFAULT_SIZES = ('128x128', '480x270', '960x540')
@@ -100,12 +100,27 @@ def format_size(size: Tuple[int, int]) -> str:
     return f'{size[0]}x{size[1]}'
 
 
-def _take(d: Dict, cls, where: str) -> Dict:
+def _take(d: Any, cls, where: str) -> Dict:
+    """``d`` checked as the keyword arguments of dataclass ``cls``: a mapping, no unknown key, every required one."""
+    if not isinstance(d, dict):
+        raise BenchError(f'{where} must be a mapping of {", ".join(cls.__dataclass_fields__)}, got {d!r}')
     known = set(cls.__dataclass_fields__)
     unknown = set(d) - known
     if unknown:
         raise BenchError(f'{where}: unknown key(s) {sorted(unknown)}; allowed: {sorted(known)}')
+    missing = [f.name for f in fields(cls) if f.default is MISSING and f.default_factory is MISSING
+               and f.name not in d]
+    if missing:
+        raise BenchError(f'{where}: missing key(s) {missing}')
     return d
+
+
+def _list(value: Any, where: str) -> List:
+    """``value`` as a YAML list; a single value (``sizes: 16x16``) is refused instead of being read letter by
+    letter."""
+    if not isinstance(value, (list, tuple)):
+        raise BenchError(f'{where} must be a list, e.g. [{value}], got {value!r}')
+    return list(value)
 
 
 def _positive(value: Any, where: str, minimum: int = 1) -> int:
@@ -125,6 +140,9 @@ def _network(entry: Any, index: int, path: str) -> NetworkSpec:
     if not isinstance(spec.network_g, dict) or 'type' not in spec.network_g:
         raise BenchError(f'{where} ({spec.name}): network_g must be a mapping with a type, as in BasicSR options')
     spec.weights = RANDOM if spec.weights in (None, RANDOM) else str(spec.weights)
+    if not isinstance(spec.attributes or {}, dict):
+        raise BenchError(f'{where} ({spec.name}): attributes must be a mapping, e.g. {{halt_eps: 0.1}}, got '
+                         f'{spec.attributes!r}')
     spec.attributes = dict(spec.attributes or {})
     spec.pad_to = _positive(spec.pad_to, f'{where} ({spec.name}): pad_to')
     if not isinstance(spec.channels_last, bool):
@@ -158,7 +176,7 @@ def load_options(path: str) -> BenchOptions:
     opts = BenchOptions(
         path=path,
         scale=_positive(raw.get('scale', 4), f'{path}: scale'),
-        sizes=[parse_size(s) for s in raw.get('sizes') or DEFAULT_SIZES],
+        sizes=[parse_size(s) for s in _list(raw.get('sizes') or list(DEFAULT_SIZES), f'{path}: sizes')],
         runs=_positive(raw.get('runs', 10), f'{path}: runs'),
         warmup=_positive(raw.get('warmup', 2), f'{path}: warmup', minimum=0),
         networks=networks,
@@ -166,6 +184,8 @@ def load_options(path: str) -> BenchOptions:
     )
     if raw.get('train_throughput'):
         spec = TrainThroughputSpec(**_take(raw['train_throughput'], TrainThroughputSpec, f'{path}: train_throughput'))
+        spec.networks = _list(spec.networks, f'{path}: train_throughput.networks')
+        spec.autocast = _list(spec.autocast, f'{path}: train_throughput.autocast')
         for key in ('batch_size', 'lr_patch', 'steps'):
             _positive(getattr(spec, key), f'{path}: train_throughput.{key}')
         _positive(spec.warmup, f'{path}: train_throughput.warmup', minimum=0)
@@ -181,9 +201,11 @@ def load_options(path: str) -> BenchOptions:
         opts.train_throughput = spec
     if raw.get('tradeoff'):
         spec = TradeoffSpec(**_take(raw['tradeoff'], TradeoffSpec, f'{path}: tradeoff'))
+        spec.halt_eps = _list(spec.halt_eps, f'{path}: tradeoff.halt_eps')
+        spec.references = _list(spec.references, f'{path}: tradeoff.references')
         if opts.network(spec.network, 'tradeoff.network').network_g['type'] != 'AdaFormer':
             raise BenchError(f'{path}: tradeoff.network must be an AdaFormer entry (its halt_eps is swept)')
-        bad = [e for e in spec.halt_eps if not 0.0 <= float(e) < 1.0]
+        bad = [e for e in spec.halt_eps if not (is_number(e, 0.0) and e < 1.0)]
         if not spec.halt_eps or bad:
             raise BenchError(f'{path}: tradeoff.halt_eps must be a non-empty list of values in [0, 1), bad: {bad}')
         spec.halt_eps = [float(e) for e in spec.halt_eps]
