@@ -357,7 +357,7 @@ def test_out_that_is_a_file_is_refused_before_anything_runs(tmp_path: Path, caps
 def test_a_network_without_parameters_in_train_throughput_is_refused(tmp_path: Path, capsys):
     opt = bench_options()
     opt['networks'].append({'name': 'Bic', 'network_g': {'type': 'Bicubic', 'upscale': 2}})
-    opt['train_throughput']['networks'].append('Bic')
+    opt['train_throughput']['networks'] = NAMES + ['Bic']
     path = write_yaml(tmp_path / 'bench.yml', opt)
     with pytest.raises(SystemExit) as exit_info:
         bench.main(['-opt', str(path), '--out', str(tmp_path / 'out'), '--threads', '1', '--train-throughput',
