@@ -252,6 +252,22 @@ def test_hook_macs_of_a_conv_and_a_linear():
     assert macs == 7 * 6 * 5 * 3 * 9 + 5 * 4 * 42
 
 
+class _FunctionalConv(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.rand(3, 3, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(x, self.weight, padding=1)
+
+
+def test_a_network_whose_weights_no_hook_sees_is_not_counted():
+    """0 MACs would read as 'free'; the method says the count is missing (ECBSR's inference path calls F.conv2d)."""
+    result = _profile_with_hooks(_FunctionalConv(), torch.rand(1, 3, 4, 4))
+    assert result.macs == 0 and result.macs_method.startswith('not counted: no Conv2d or Linear module ran')
+    assert _profile_with_hooks(nn.Upsample(scale_factor=2), torch.rand(1, 3, 4, 4)).macs_method == METHOD_HOOKS
+
+
 def test_adaformer_macs_are_those_of_the_plain_forward():
     """aux['macs'] of return_aux=True counts one more estimator call than the plain forward runs (with early exit):
     the hook counts of the two forwards must differ by exactly what the profile subtracts."""

@@ -22,6 +22,7 @@ from .networks import InputAdapter, bare
 METHOD_ADAFORMER = "aux['macs'] (executed conv + linear + attention)"
 METHOD_HOOKS = 'hooks: Conv2d + Linear'
 METHOD_HOOKS_SWIN = 'hooks: Conv2d + Linear + Swin attention matmuls'
+NOT_COUNTED = 'not counted: no Conv2d or Linear module ran (the network applies its weights in another way)'
 
 
 @dataclass
@@ -70,6 +71,8 @@ def _profile_with_hooks(net: nn.Module, lq: Tensor) -> Profile:
     finally:
         for handle in hooks:
             handle.remove()
+    if not total[0] and any(True for _ in net.parameters()):  # e.g. weights applied with F.conv2d, not modules
+        method = NOT_COUNTED
     return Profile(macs=total[0], macs_method=method, output_shape=list(out.shape))
 
 
