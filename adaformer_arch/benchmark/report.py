@@ -49,7 +49,8 @@ def train_table(train: Dict) -> str:
 
 def tradeoff_table(tradeoff: Dict) -> str:
     random = ' *' if tradeoff.get('network_random_weights') else ''  # the swept network's rows
-    rows = [[v['name'] + (random if v['halt_eps'] is not None else ''), f"{v['psnr_y']:.3f}", f"{v['latency_ms_mean']:.2f}", f"{v['gmacs_mean']:.3f}",
+    rows = [[v['name'] + (random if v['halt_eps'] is not None else ''), f"{v['psnr_y']:.3f}",
+             f"{v['latency_ms_mean']:.2f}", f"{v['gmacs_mean']:.3f}",
              _num(None if v['sparsity_mean'] is None else 100.0 * v['sparsity_mean'], '.1f')]
             for v in tradeoff['variants']]
     return markdown_table(['Variant', 'PSNR Y dB', 'Latency ms (mean/image)', 'GMACs (mean)', 'Sparsity %'], rows)

@@ -46,7 +46,7 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
         if (key.startswith('dataroot') or key == 'meta_info_file') and value is not None and not osp.exists(value):
             problems.append(f'{where}.{key}: {value} does not exist (relative paths start from the working '
                             f'directory {os.getcwd()}). Fix the path or prepare the data (docs/datasets.md).')
-    if problems or dataset.get('type') != 'PairedImageDataset' or not (isinstance(scale, int) and scale > 0):
+    if problems or dataset.get('type') != 'PairedImageDataset' or not is_integer(scale, 1):
         return problems, None  # a bad scale is reported once, by the scale check
     try:
         pairs = _pair_sizes(dataset)

@@ -13,7 +13,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from ..archs.adaformer_arch import AdaFormer
 from ..utils.precision import check_device, parse_autocast, parse_dtype
-from ..utils.weights import WeightsError, checkpoint_entry, mismatches, read_checkpoint
+from ..utils.weights import WeightsError, checkpoint_entry, listing, mismatches, read_checkpoint
 from .values import _has_type, _unquote_hint, closest, is_integer, is_number, registered
 
 
@@ -123,7 +123,7 @@ def _param_key_problems(opt: Dict, weights: str, checkpoint: Dict, key: Optional
     entries = sorted(map(str, checkpoint))
     basicsr_file = any(isinstance(checkpoint.get(k), dict) for k in ('params', 'params_ema'))
     plain = all(isinstance(v, torch.Tensor) for v in checkpoint.values())
-    has = f'(it has: {", ".join(entries[:6])}{" ..." if len(entries) > 6 else ""})'
+    has = f'(it has: {listing(entries)})'
     if key is None:
         if basicsr_file:
             return [f'path.param_key_g is ~ (load the file as it is), but {weights} holds the entries '

@@ -30,7 +30,7 @@ def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Ten
     if param_key is None:
         param_key = next((k for k in ('params_ema', 'params') if k in state), None)
     elif param_key not in state and param_key != 'params_ema':
-        raise WeightsError(f'{path} has no {param_key!r} entry (it has: {_listing(sorted(map(str, state)))})')
+        raise WeightsError(f'{path} has no {param_key!r} entry (it has: {listing(sorted(map(str, state)))})')
     return checkpoint_entry(path, state, param_key)
 
 
@@ -69,16 +69,17 @@ def checkpoint_entry(path: str, state: Dict, param_key: Optional[str]) -> Dict[s
         param_key = 'params'
     if param_key is not None:
         if param_key not in state:
-            raise WeightsError(f'{path} has no {param_key!r} entry (it has: {_listing(sorted(map(str, state)))})')
+            raise WeightsError(f'{path} has no {param_key!r} entry (it has: {listing(sorted(map(str, state)))})')
         state = state[param_key]
     bad = [str(k) for k, v in state.items() if not isinstance(v, Tensor)]
     if bad:
-        raise WeightsError(f'{path}: entries that are not tensors: {_listing(bad)} (expected a BasicSR weights file '
+        raise WeightsError(f'{path}: entries that are not tensors: {listing(bad)} (expected a BasicSR weights file '
                            f"with 'params' / 'params_ema', or a plain state dict)")
     return {k[len('module.'):] if k.startswith('module.') else k: v for k, v in state.items()}
 
 
-def _listing(items: List[str]) -> str:
+def listing(items: List[str]) -> str:
+    """``items`` joined by commas, cut after ``MAX_LISTED`` with how many more there are."""
     shown = ', '.join(items[:MAX_LISTED])
     return shown if len(items) <= MAX_LISTED else f'{shown} ... and {len(items) - MAX_LISTED} more'
 
@@ -101,9 +102,9 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
     missing = [k for k in own if k not in state]
     unexpected = [k for k in state if k not in own]
     if missing:
-        lines.append(f'missing from the checkpoint: {_listing(missing)}')
+        lines.append(f'missing from the checkpoint: {listing(missing)}')
     if unexpected:
-        lines.append(f'not in the network: {_listing(unexpected)}')
+        lines.append(f'not in the network: {listing(unexpected)}')
     return lines
 
 
