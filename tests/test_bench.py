@@ -268,11 +268,16 @@ def test_a_network_whose_weights_no_hook_sees_is_not_counted():
     assert _profile_with_hooks(nn.Upsample(scale_factor=2), torch.rand(1, 3, 4, 4)).macs_method == METHOD_HOOKS
 
 
-def test_adaformer_macs_are_those_of_the_plain_forward():
+@pytest.mark.parametrize('halting', ['little', 'all after block 1'])
+def test_adaformer_macs_are_those_of_the_plain_forward(halting):
     """aux['macs'] of return_aux=True counts one more estimator call than the plain forward runs (with early exit):
-    the hook counts of the two forwards must differ by exactly what the profile subtracts."""
+    the hook counts of the two forwards must differ by exactly what the profile subtracts. When every token has
+    halted, that last call computes no window (a full-map estimator's MACs subtracted would undercount)."""
+    torch.manual_seed(0)
     net = AdaFormer(**{k: v for k, v in TINY_NET.items() if k != 'type'}).eval()
-    lq = torch.rand(1, 3, 12, 8)
+    lq = torch.rand(1, 3, 12, 8) if halting == 'little' else torch.rand(1, 3, 64, 64)
+    if halting != 'little':
+        set_confidence_bias(net, 10.0)
 
     class WithAux(nn.Module):
         def __init__(self) -> None:
@@ -285,7 +290,10 @@ def test_adaformer_macs_are_those_of_the_plain_forward():
     with torch.no_grad():
         _, aux = net(lq, return_aux=True)
         extra = _profile_with_hooks(WithAux(), lq).macs - _profile_with_hooks(net, lq).macs
-    assert extra > 0
+    if halting == 'little':
+        assert extra > 0
+    else:
+        assert aux['global_halted'][-1].all() and extra == 0
     assert aux['macs'] - profile(net, lq).macs == extra
 
 

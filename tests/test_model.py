@@ -131,6 +131,7 @@ def test_data_parallel_gathers_the_training_forward(monkeypatch):
     sr, aux = ours.gather(replicas, 'cpu')
     assert torch.equal(sr, torch.cat([replicas[0][0], replicas[1][0]]))
     assert aux['macs'] == replicas[0][1]['macs'] + replicas[1][1]['macs']
+    assert aux['macs_for_aux'] == replicas[0][1]['macs_for_aux'] + replicas[1][1]['macs_for_aux'] > 0
     assert [c.shape[0] for c in aux['confidences']] == [2] * len(replicas[0][1]['confidences'])
     assert torch.equal(aux['global_halted'][-1], torch.cat([r[1]['global_halted'][-1] for r in replicas]))
 

@@ -100,6 +100,7 @@ class AdaM(nn.Module):
         state = HaltingState(window_size=s, threshold=1.0 - halt_eps)
         confidences = []
         macs = conv_macs(self.conv_in, h, w, b) + conv_macs(self.conv_out, h, w, b)
+        macs_for_aux = 0  # estimator calls that only return_aux / training make
         for depth, block in enumerate(self.blocks):
             state.record(x)
             if sparse:  # in place, only the kept tokens, bounded temporaries
@@ -112,16 +113,19 @@ class AdaM(nn.Module):
                 tokens, block_macs = block.forward_dense(tokens, *(masks or ()))
             macs += block_macs
             is_last = depth == len(self.blocks) - 1
-            if need_confidences or (early_exit and not is_last):
+            needed_for_halting = early_exit and not is_last
+            if need_confidences or needed_for_halting:
                 # The estimator sees detached features: it is trained by L_USL alone, and L_USL does not push the
                 # SR features towards being "confident" at the expense of reconstruction (Eq. 15, as released).
                 features = (feat if sparse else from_windows(tokens, s, h, w)).detach()
                 if needed is None or needed.float().mean() > WINDOWED_ESTIMATOR_MAX_FRACTION:
                     confidence = self.estimator(features)
-                    macs += self.estimator.macs(h, w, b)
+                    conf_macs = self.estimator.macs(h, w, b)
                 else:  # only where a halting decision is still open; elsewhere keep the last value
                     confidence, conf_macs = self.estimator.forward_windows(features, needed, s, confidences[-1])
-                    macs += conf_macs
+                macs += conf_macs
+                if not needed_for_halting:
+                    macs_for_aux += conf_macs
                 del features
                 confidences.append(confidence)
                 if early_exit:
@@ -135,6 +139,7 @@ class AdaM(nn.Module):
             'global_halted': state.history_token,
             'local_halted': state.history_window,
             'macs': macs,
+            'macs_for_aux': macs_for_aux,
         }
         return out, aux
 
@@ -222,7 +227,9 @@ class AdaFormer(nn.Module):
         With ``return_aux=True`` also returns a dict: ``confidences`` (L maps (B,1,h',w'), h',w' = padded LR size;
         in the sparse path, positions whose halting is decided keep the last value computed for them),
         ``global_halted`` (L bool maps (B,1,h',w'), True = token skipped by the global branch of that block),
-        ``local_halted`` (L bool maps (B,1,h'/S,w'/S)), ``macs`` (int, executed multiply-accumulates).
+        ``local_halted`` (L bool maps (B,1,h'/S,w'/S)), ``macs`` (int, executed multiply-accumulates) and
+        ``macs_for_aux`` (int, the part of ``macs`` spent on confidence-estimator calls that only ``return_aux``
+        makes: after the last block, and in every block without early exit; a plain forward skips them).
         """
         h, w = lq.shape[-2:]
         # channels-last: the fast memory layout of CPU (oneDNN) and GPU convolutions alike

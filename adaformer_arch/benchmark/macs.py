@@ -1,8 +1,9 @@
 """Executed multiply-accumulates (MACs) and token sparsity of one inference, from one untimed profiling forward.
 
 * AdaFormer: its own count, ``aux['macs']`` of ``forward(return_aux=True)`` (convolutions, linears and attention
-  matmuls actually executed by the sparse path), minus the confidence-estimator calls that only ``return_aux``
-  adds (the plain inference forward skips the estimator after the last block, and entirely without early exit).
+  matmuls actually executed by the sparse path), minus ``aux['macs_for_aux']``, the confidence-estimator calls that
+  only ``return_aux`` adds (the plain inference forward skips the estimator after the last block, and entirely
+  without early exit).
   Sparsity: the fraction of halted tokens of ``aux['global_halted']``, averaged over the blocks.
 * Other networks: forward hooks on every ``Conv2d`` and ``Linear`` (one MAC per weight per output position), plus
   the two attention matmuls (``q @ k^T``, ``attn @ v``) of BasicSR's SwinIR ``WindowAttention``. Element-wise
@@ -79,9 +80,7 @@ def _profile_with_hooks(net: nn.Module, lq: Tensor) -> Profile:
 def _profile_adaformer(net: AdaFormer, lq: Tensor) -> Profile:
     out, aux = net(lq, return_aux=True)
     depth = len(aux['global_halted'])
-    b, _, hp, wp = aux['global_halted'][0].shape
-    plain_estimator_calls = depth - 1 if net.early_exit else 0
-    macs = aux['macs'] - (depth - plain_estimator_calls) * net.adam.estimator.macs(hp, wp, b)
+    macs = aux['macs'] - aux['macs_for_aux']
     per_block = [m.float().mean().item() for m in aux['global_halted']]
     return Profile(macs=int(macs), macs_method=METHOD_ADAFORMER, output_shape=list(out.shape),
                    sparsity=sum(per_block) / depth, sparsity_per_block=per_block)

@@ -12,15 +12,16 @@ from torch.nn import DataParallel
 
 
 class AuxDataParallel(DataParallel):
-    """DataParallel that sums the replicas' ``aux['macs']`` (the executed MACs of the whole batch) and gathers
-    everything else as DataParallel does (the output and the aux tensors concatenated along the batch)."""
+    """DataParallel that sums the replicas' integer ``aux`` entries (``macs``, ``macs_for_aux``: MACs of the
+    whole batch) and gathers everything else as DataParallel does (the output and the aux tensors concatenated
+    along the batch)."""
 
     def gather(self, outputs: List[Any], output_device: Any) -> Any:
         first = outputs[0]
-        if not (isinstance(first, tuple) and len(first) == 2 and isinstance(first[1], dict) and 'macs' in first[1]):
+        if not (isinstance(first, tuple) and len(first) == 2 and isinstance(first[1], dict)):
             return super().gather(outputs, output_device)
-        macs = sum(aux['macs'] for _, aux in outputs)
-        stripped = [(out, {k: v for k, v in aux.items() if k != 'macs'}) for out, aux in outputs]
+        counts = {k: sum(aux[k] for _, aux in outputs) for k, v in first[1].items() if isinstance(v, int)}
+        stripped = [(out, {k: v for k, v in aux.items() if k not in counts}) for out, aux in outputs]
         out, aux = super().gather(stripped, output_device)
-        aux['macs'] = macs
+        aux.update(counts)
         return out, aux
