@@ -240,6 +240,10 @@ def test_dtype_of_an_entry_is_checked(tmp_path: Path):
     with pytest.raises(BenchError, match='train_throughput.autocast: float16 training needs loss scaling'):
         load_options(str(write_yaml(tmp_path / 'autocast.yml', opt)))
     del opt['train_throughput']
+    opt['networks'].append({'name': 'Bicubic', 'network_g': {'type': 'Bicubic'}, 'dtype': 'bfloat16'})
+    with pytest.raises(BenchError, match=r'\(Bicubic\): Bicubic has no weights and always runs in float32'):
+        load_options(str(write_yaml(tmp_path / 'bicubic.yml', opt)))
+    del opt['networks'][-1]
     opt['networks'][1]['dtype'] = 'float16'
     args = bench.parse_args(['-opt', str(write_yaml(tmp_path / 'half.yml', opt)), '--device', 'cpu'])
     with pytest.raises(BenchError, match="network 'EDSR tiny': dtype float16: float16 is for GPUs"):

@@ -60,3 +60,15 @@ def test_basicsr_test_runs_bicubic_without_weights(tmp_path):
         sr = tensor2img(Bicubic(upscale=2)(lq))
         psnrs.append(calculate_psnr(sr, cv2.imread(str(data / 'HR' / name)), crop_border=2, test_y_channel=True))
     assert summary['summary']['psnr'] == pytest.approx(np.mean(psnrs), abs=1e-4)
+
+
+def test_lower_precision_leaves_bicubic_in_float32():
+    """val.dtype / infer --dtype: Bicubic has no weights to cast, so it is the reference in float32 whatever the
+    precision asked for (the input is not rounded to bfloat16 on the way in)."""
+    from adaformer_arch.utils.precision import forward_in_own_dtype, in_precision
+
+    net = Bicubic(upscale=2)
+    lq = torch.rand(1, 3, 9, 7)
+    low = in_precision(net, torch.bfloat16)
+    assert low is net
+    assert torch.equal(forward_in_own_dtype(low, lq), net(lq))

@@ -151,6 +151,9 @@ def _network(entry: Any, index: int, path: str) -> NetworkSpec:
         parse_dtype(spec.dtype)
     except ValueError as err:
         raise BenchError(f'{where} ({spec.name}): dtype {err}') from None
+    if spec.network_g['type'] == 'Bicubic' and spec.dtype != 'float32':
+        raise BenchError(f'{where} ({spec.name}): Bicubic has no weights and always runs in float32; remove '
+                         f'dtype: {spec.dtype}')
     return spec
 
 

@@ -2,9 +2,11 @@
 (CPUs with AVX512-BF16 or AMX, and GPUs) or float16 (GPUs only: PyTorch's float16 convolutions on a CPU without
 native support are an order of magnitude slower).
 
-This project's networks (AdaFormer, its conv floor, Bicubic) are cast whole, once (a copy where the float32
+This project's networks with weights (AdaFormer, its conv floor) are cast whole, once (a copy where the float32
 weights are still needed, as in training): the input is cast on the way in and every floating-point output back to
-float32 on the way out, so images, metrics and halting maps are computed from float32 tensors as usual. AdaFormer
+float32 on the way out, so images, metrics and halting maps are computed from float32 tensors as usual. Bicubic
+has no weights and always runs in float32: it is the quality reference, and a lower precision would only round
+it. AdaFormer
 accumulates the confidences (``token_halting.HaltingState``) and the prototypes' softmax sums
 (``PrototypeAttention.gather_prototypes``) in float32 in any precision, so its halting decisions move only as much
 as the confidences do, and sums over millions of tokens do not overflow float16. Other networks run under
@@ -70,11 +72,12 @@ class Autocast(nn.Module):
 
 
 def in_precision(net: nn.Module, dtype: torch.dtype) -> nn.Module:
-    """``net`` for inference in ``dtype``: itself for float32; a copy cast whole for this project's networks; else
-    ``net`` under :class:`Autocast`. Call it through :func:`forward_in_own_dtype`."""
-    if dtype == torch.float32:
+    """``net`` for inference in ``dtype``: itself for float32 and for Bicubic (no weights: always float32); a copy
+    cast whole for this project's networks with weights; else ``net`` under :class:`Autocast`. Call it through
+    :func:`forward_in_own_dtype`."""
+    if dtype == torch.float32 or isinstance(net, Bicubic):
         return net
-    if isinstance(net, (AdaFormer, AdaFormerConvFloor, Bicubic)):
+    if isinstance(net, (AdaFormer, AdaFormerConvFloor)):
         return copy.deepcopy(net).to(dtype)
     return Autocast(net, dtype)
 
