@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-import adaformer_arch  # noqa: F401  (applies the compat fixes, registers the arches)
 
 from .benchmark import memory, runner
 from .benchmark.allocator import CHOICES as ALLOCATORS

@@ -50,8 +50,8 @@ def _patch_dist() -> None:
         if torch.cuda.is_available():
             original(backend, **kwargs)
             return
-        # CPU-only: gloo is the backend that works without CUDA; RANK/WORLD_SIZE come from torchrun.
-        int(os.environ['RANK'])
+        # CPU-only: gloo is the backend that works without CUDA; init_process_group reads RANK/WORLD_SIZE/
+        # MASTER_ADDR from the environment torchrun sets
         dist.init_process_group(backend='gloo', **kwargs)
 
     dist_util._init_dist_pytorch = init_dist_pytorch

@@ -33,7 +33,6 @@ import yaml
 from torch import Tensor
 from tqdm import tqdm
 
-import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFormer)
 from basicsr.utils import img2tensor, scandir, tensor2img
 
 from .archs.adaformer_arch import AdaFormer
@@ -41,13 +40,12 @@ from .cli import positive_int
 from .option_checks.network import check_scale
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
-from .utils.image_io import ImageReadError, read_image, write_array, write_image
+from .utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image, write_array, write_image
 from .utils.output_folder import folder_problem
 from .utils.precision import DTYPES, check_device, forward_in_own_dtype
 from .utils.tiling import run_tiled, tile_count
 from .utils.weights import WeightsError, WeightsMismatchError, load_weights
 
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WEIGHTS = REPO_ROOT / 'experiments' / 'pretrained_models' / 'AdaFormer_x4_cpu.pth'
 DEFAULT_SCALE = 4

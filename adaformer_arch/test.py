@@ -15,7 +15,6 @@ import os
 import sys
 from typing import Dict, List, Optional
 
-import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFormer)
 from basicsr import test as basicsr_test
 from basicsr.data import build_dataset, paired_image_dataset
 from basicsr.utils import get_root_logger

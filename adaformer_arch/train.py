@@ -30,7 +30,6 @@ from typing import Dict, List, Optional
 
 import torch
 
-import adaformer_arch  # noqa: F401  (applies the compat fixes, registers AdaFormer)
 from basicsr import train as basicsr_train
 from basicsr.train import init_tb_loggers
 from basicsr.models import build_model

@@ -27,7 +27,6 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.benchmark.report import markdown_table

@@ -14,7 +14,6 @@ import cv2
 import numpy as np
 import torch
 
-import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.utils.allocator import tune_glibc_malloc
 from adaformer_arch.utils.weights import load_weights

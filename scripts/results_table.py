@@ -78,8 +78,8 @@ def main() -> None:
     parser.add_argument('--halt-eps', nargs='*', type=float, default=[], help='extra early-exit rows at these halt_eps')
     parser.add_argument('--swinir-weights', help='add a SwinIR-light row with these weights')
     parser.add_argument('--estimator-dim', type=int,
-                        help="the AdaFormer weights' confidence estimator width (32 for weights from before session 4, "
-                        '16 for those of session 4)')
+                        help="the AdaFormer weights' confidence estimator width, when not the default 8 (network_g "
+                        'estimator_dim)')
     parser.add_argument('--dtype', choices=('float32', 'bfloat16', 'float16'), default='float32',
                         help='val.dtype of every row: the precision the networks are tested in')
     args = parser.parse_args()

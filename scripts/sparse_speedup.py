@@ -15,7 +15,6 @@ from typing import Callable, Dict, List
 
 import torch
 
-import adaformer_arch  # noqa: F401
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.utils.allocator import tune_glibc_malloc
 

@@ -21,7 +21,6 @@ from typing import Callable, Dict, List
 import torch
 from torch.nn import functional as F
 
-import adaformer_arch  # noqa: F401
 from adaformer_arch.archs import token_linear
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.benchmark.report import markdown_table

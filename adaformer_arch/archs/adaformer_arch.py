@@ -17,8 +17,7 @@ from .window_attention import from_windows, to_windows
 # Above this fraction of windows, the windowed estimator (halo: (S+2)^2 instead of S^2 first-conv outputs for S=8,
 # plus the patch gather) is dearer than running it on the whole map. Measured with the default 8-channel estimator
 # at LR 480x272, 2 threads, random window sets, interleaved: windowed 3.3-3.7 ms at 10 % of the windows, 5.5 ms at
-# 18 %, 6.2-6.5 ms at 20 %, 7.9 ms at 22 %; whole map 7.0 ms. (16 channels, session 4: 3.3 ms at 10 %, 11.2 ms at
-# 20 %, whole map 7.7 ms; the limit was 0.12 then.)
+# 18 %, 6.2-6.5 ms at 20 %, 7.9 ms at 22 %; whole map 7.0 ms.
 WINDOWED_ESTIMATOR_MAX_FRACTION = 0.18
 
 

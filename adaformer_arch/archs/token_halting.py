@@ -10,6 +10,7 @@ from .chunking import CHUNK_TOKENS, bucketed
 from .window_attention import to_windows
 
 WINDOW_BUCKET = 16  # windows per call of the windowed estimator are rounded up to a multiple of this
+INIT_BIAS = -3.0  # the estimator's last bias at initialisation (ConfidenceEstimator)
 
 
 def fast_tanh(x: Tensor) -> Tensor:
@@ -30,17 +31,17 @@ class ConfidenceEstimator(nn.Module):
     4.7k MACs per pixel and call, a quarter of D/2 = 32, with the same PSNR and halting (docs/decisions.md,
     "Estimator width").
 
-    The last bias starts at ``init_bias`` (-3: C ~ 0.05, so R stays far below 1 - eps over 6 blocks): at the start of
+    The last bias starts at ``INIT_BIAS`` (-3: C ~ 0.05, so R stays far below 1 - eps over 6 blocks): at the start of
     training no token halts and every block is trained; halting appears as L_USL teaches the estimator which tokens
     are easy. With a zero bias (C ~ 0.5) every token would halt after block 2 from iteration 1 and blocks 3-6 would
     receive no gradient until the estimator unlearned it.
     """
 
-    def __init__(self, dim: int, hidden: int, init_bias: float = -3.0) -> None:
+    def __init__(self, dim: int, hidden: int) -> None:
         super().__init__()
         self.conv1 = nn.Conv2d(dim, hidden, 3, 1, 1)
         self.conv2 = nn.Conv2d(hidden, 1, 3, 1, 1)
-        nn.init.constant_(self.conv2.bias, init_bias)
+        nn.init.constant_(self.conv2.bias, INIT_BIAS)
 
     def forward(self, x: Tensor) -> Tensor:
         return torch.sigmoid(self.conv2(fast_tanh(self.conv1(x))))

@@ -1,8 +1,8 @@
 """Local branch of a TSAB: multi-head self-attention inside non-overlapping S x S windows (Eqs. 8-9).
 
-Feature maps inside AdaM are kept in *window-major* token order, ``(B, nW, S*S, C)``, so that the local branch can
-take whole windows without any further permutation, and the sparse path can gather the kept windows with one
-``index_select``.
+The dense (training) path keeps AdaM's tokens in *window-major* order, ``(B, nW, S*S, C)``, so that the local
+branch takes whole windows without any further permutation; the inference path works in place on the row-major
+``(B, H, W, C)`` map and gathers each kept window from it.
 """
 import torch
 from torch import Tensor, nn

@@ -9,6 +9,7 @@ from torch import Tensor, nn
 
 
 def sync(device: torch.device) -> None:
+    """Wait for the device's queued work (CUDA runs asynchronously), so that a clock read after it is fair."""
     if device.type == 'cuda':
         torch.cuda.synchronize(device)
 

@@ -7,18 +7,13 @@ import os
 import re
 from typing import List, Optional, Sequence, Tuple
 
-import cv2
 import numpy as np
 from PIL import Image
 
 from basicsr.utils import scandir
 
-from ..utils.atomic_io import atomic_write
-from ..utils.image_io import PNG_COMPRESSION
+from ..utils.image_io import IMAGE_EXTENSIONS
 from ..utils.image_io import read_image as read_float_image
-
-IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
-
 
 def list_images(folder: str) -> List[str]:
     """Sorted names of the image files directly in ``folder`` (by extension, case-insensitive; no hidden files)."""
@@ -68,12 +63,4 @@ def read_image(path: str) -> Tuple[np.ndarray, List[str]]:
     if info.alpha is not None:
         notes.append('alpha channel dropped')
     return np.round(img * 255.0).astype(np.uint8), notes
-
-
-def write_png(path: str, img: np.ndarray) -> None:
-    """Write ``img`` ((H, W, 3) uint8 BGR) as PNG at ``path`` atomically (no half-written file ever exists)."""
-    ok, buf = cv2.imencode('.png', img, [cv2.IMWRITE_PNG_COMPRESSION, PNG_COMPRESSION])
-    if not ok:
-        raise RuntimeError(f'could not encode {path} as PNG')
-    atomic_write(path, lambda f: f.write(buf.tobytes()))
 

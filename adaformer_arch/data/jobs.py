@@ -19,9 +19,9 @@ from tqdm import tqdm
 
 from basicsr.utils import scandir
 
-from ..utils.image_io import ImageReadError
+from ..utils.image_io import ImageReadError, write_array
 from ..utils.output_folder import folder_problem
-from .image_io import image_size, read_image, write_png
+from .image_io import image_size, read_image
 
 Task = TypeVar('Task')
 
@@ -92,7 +92,7 @@ class JobResult:
         if os.path.exists(path):
             self.existing += 1
         else:
-            write_png(path, make())
+            write_array(path, make())  # atomic: no half-written file ever exists
             self.written += 1
 
 
@@ -108,18 +108,17 @@ def run_jobs(worker: Callable[[Task], JobResult], tasks: Sequence[Task], workers
     ``worker`` must be picklable (a module-level function or a ``functools.partial`` of one). Results are returned
     sorted by source name.
     """
-    bar = tqdm(total=len(tasks), desc=desc, unit='image', dynamic_ncols=True)
     results = []
-    if workers <= 1 or len(tasks) <= 1:
-        for task in tasks:
-            results.append(worker(task))
-            bar.update()
-    else:
-        with multiprocessing.Pool(min(workers, len(tasks)), initializer=_single_threaded) as pool:
-            for result in pool.imap_unordered(worker, tasks):
-                results.append(result)
+    with tqdm(total=len(tasks), desc=desc, unit='image', dynamic_ncols=True) as bar:
+        if workers <= 1 or len(tasks) <= 1:
+            for task in tasks:
+                results.append(worker(task))
                 bar.update()
-    bar.close()
+        else:
+            with multiprocessing.Pool(min(workers, len(tasks)), initializer=_single_threaded) as pool:
+                for result in pool.imap_unordered(worker, tasks):
+                    results.append(result)
+                    bar.update()
     return sorted(results, key=lambda r: r.source)
 
 

@@ -18,7 +18,9 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
+from ..benchmark.runner import sync
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
+from ..utils.image_io import write_array
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
 from ..utils.precision import (forward_in_own_dtype, in_precision, mixed_precision, parse_autocast, parse_dtype,
                                to_float32)
@@ -46,11 +48,6 @@ def _no_cudnn_autotuning() -> Iterator[None]:
         yield
     finally:
         torch.backends.cudnn.benchmark = previous
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
 
 
 @MODEL_REGISTRY.register()
@@ -239,13 +236,13 @@ class AdaFormerModel(SRModel):
                 # untimed, on a small corner: CUDA starts its libraries (cuDNN, cuBLAS) at the first forward
                 self._whole_forward(net, self.lq[..., :CUDA_WARMUP_PIXELS, :CUDA_WARMUP_PIXELS])
                 self._cuda_started = True
-            _sync(self.device)
+            sync(self.device)
             start = time.perf_counter()
             if tile:
                 self.output, aux = self._tiled_forward(net, tile['tile_size'], tile.get('tile_pad', 0))
             else:
                 self.output, aux = self._whole_forward(net, self.lq)
-            _sync(self.device)
+            sync(self.device)
             latency = time.perf_counter() - start
         bare.train(was_training)
         self._record_test(aux, latency)
@@ -324,10 +321,7 @@ class AdaFormerModel(SRModel):
         for suffix, image in (('depth', depth_to_png(depth, len(aux['global_halted']))),
                               ('confidence', confidence_to_png(conf))):
             image = cv2.resize(image, (w * scale, h * scale), interpolation=cv2.INTER_NEAREST)
-            ok, buf = cv2.imencode('.png', image)
-            if not ok:
-                raise RuntimeError(f'could not encode the {suffix} map of {name}')
-            atomic_write(f'{base}_{suffix}.png', lambda f, data=buf: f.write(data.tobytes()))
+            write_array(f'{base}_{suffix}.png', image)
 
     def nondist_validation(self, dataloader, current_iter, tb_logger, save_img) -> None:
         if self.is_train and isinstance(current_iter, int) and self._trained_iter is not None:

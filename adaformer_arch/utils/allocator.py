@@ -5,9 +5,9 @@ the CPU allocates and frees activation buffers of tens of MB in every forward, s
 for memory it just returned (about half of SwinIR-light's CPU time at 480x270). Disabling mmap for large blocks
 and raising the trim threshold keeps that memory in the process and reuses it.
 
-``mallopt`` takes a C ``int``: through ctypes a larger Python int is silently masked to 32 bits (until session 6
-this module set ``1 << 34``, which became a threshold of 0, so the heap was trimmed after nearly every free: about
-130k page faults per forward of the conv floor at 480x270). ``INT_MAX`` bytes is the largest threshold it takes.
+``mallopt`` takes a C ``int``: through ctypes a larger Python int is silently masked to 32 bits (``1 << 34``
+becomes a threshold of 0, so the heap is trimmed after nearly every free: about 130k page faults per forward of
+the conv floor at 480x270; docs/benchmark.md, "Allocator"). ``INT_MAX`` bytes is the largest threshold it takes.
 """
 import ctypes
 import ctypes.util

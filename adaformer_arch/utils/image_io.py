@@ -19,6 +19,7 @@ from .atomic_io import atomic_write
 
 SIXTEEN_BIT_EXTENSIONS = ('.png', '.tif', '.tiff')
 PNG_COMPRESSION = 3  # BasicSR's choice for its own PNGs
+IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
 
 
 class ImageReadError(Exception):

@@ -92,7 +92,7 @@ def mismatches(net: nn.Module, state: Dict[str, Tensor]) -> List[str]:
     lines = []
     estimator = [k for k in own if k.endswith('estimator.conv1.weight') and k in state
                  and state[k].shape[0] != own[k].shape[0]]  # its hidden channels (not the input width)
-    if estimator:  # checkpoints from before estimator_dim (32 channels then) or trained with another width
+    if estimator:  # trained with another estimator_dim (the project's first releases had 32 channels)
         width = state[estimator[0]].shape[0]
         lines.append(f'the checkpoint\'s confidence estimator has {width} hidden channels: set network_g '
                      f'estimator_dim: {width}')
