@@ -40,6 +40,7 @@ from basicsr.utils.registry import MODEL_REGISTRY
 from .compat import exit_distributed_rank
 from .models.adaformer_model import AdaFormerModel
 from .option_checks import checked, exit_with_errors
+from .option_checks.network import check_resume_network
 from .utils.allocator import tune_glibc_malloc
 from .utils.exact_resume import RESUME_POINT, ResumableSampler
 
@@ -136,6 +137,9 @@ class Training:
                 skipped += 1
                 continue
             opt['path']['resume_state'] = path
+            problems = check_resume_network(opt, osp.join(opt['path']['models'], f"net_g_{state['iter']}.pth"))
+            if problems:
+                exit_with_errors(f'path.resume_state {path}', problems)
             check_resume(opt, state['iter'])
             self.resume_point = state.get(RESUME_POINT)
             if self.resume_point is None:

@@ -21,11 +21,12 @@ import pytest
 import torch
 
 import adaformer_arch  # noqa: F401
+from basicsr.archs import build_network
 from adaformer_arch.train import Training
 from adaformer_arch.utils.exact_resume import RESUME_POINT, ResumableSampler
 from basicsr.data import build_dataloader, build_dataset
 
-from helpers import CreatesMarker, make_pairs, run_cli, save_as_if_on_gpu, train_options, write_yaml
+from helpers import TINY_NET, CreatesMarker, make_pairs, run_cli, save_as_if_on_gpu, train_options, write_yaml
 
 TOTAL_ITER = 18
 ITERS_PER_EPOCH = 6
@@ -474,3 +475,30 @@ def test_sampler_resume_reproduces_the_data(tmp_path, workers):
     resumed = _epoch_batches(loader, sampler, 0)[0] + _epoch_batches(loader, sampler, 1)[0]
     expected = first[stop_after:] + second
     assert len(resumed) == len(expected) and all(torch.equal(a, b) for a, b in zip(resumed, expected))
+
+
+def test_resuming_an_experiment_of_another_network_stops_before_writing(tmp_path, monkeypatch, capsys):
+    """An x3 experiment resumed with x2 options under the same name (a copied option file whose name was not
+    changed): status 2 naming the state, the checkpoint and the scale, before BasicSR writes its option file and log
+    into the folder (it would otherwise stop with a traceback in load_network, after writing them)."""
+    states, models = _experiment_folders(tmp_path, monkeypatch)
+    torch.save({'epoch': 0, 'iter': 4, 'optimizers': [], 'schedulers': []}, states / '4.state')
+    x3 = dict(TINY_NET, upscale=3)
+    torch.save({'params': build_network(dict(x3)).state_dict()}, models / 'net_g_4.pth')
+    before = sorted(p.name for p in (tmp_path / 'experiments' / 'tiny').iterdir())
+    for auto_resume in (True, False):
+        opt = dict(_resume_opt(tmp_path), auto_resume=auto_resume, network_g=dict(TINY_NET, upscale=2),
+                   model_type='AdaFormerModel')
+        if not auto_resume:
+            opt['path']['resume_state'] = str(states / '4.state')
+        with pytest.raises(SystemExit) as exited:
+            Training().load_resume_state(opt)
+        err = capsys.readouterr().err
+        assert exited.value.code == 2
+        assert err.startswith('basicsr: error: path.resume_state ')  # relative with --auto_resume
+        assert (f'training_states/4.state: its network checkpoint {models / "net_g_4.pth"} does not fit network_g: '
+                'experiment tiny was trained with another network') in err
+        assert 'the checkpoint is for x3' in err and 'give this run another name' in err
+    assert sorted(p.name for p in (tmp_path / 'experiments' / 'tiny').iterdir()) == before
+    opt = dict(_resume_opt(tmp_path), network_g=dict(x3), model_type='AdaFormerModel')
+    assert Training().load_resume_state(opt)['iter'] == 4

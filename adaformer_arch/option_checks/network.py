@@ -105,6 +105,29 @@ def _check_pretrained(opt: Dict, network: torch.nn.Module) -> List[str]:
             'run with the tensors below at their random initial values:\n    ' + '\n    '.join(untrained)]
 
 
+def check_resume_network(opt: Dict, model_file: str) -> List[str]:
+    """The network checkpoint of the training state a run resumes from fits ``network_g``, as BasicSR will load it
+    (``param_key_g``, ``strict_load_g``). A run resumed with another option file under the same ``name`` (an x3
+    experiment resumed by the x2 options, say) would otherwise stop with a traceback in BasicSR's ``load_network``,
+    after writing its option file and log into the experiment folder."""
+    cfg = opt.get('network_g')
+    if not isinstance(cfg, dict) or 'type' not in cfg or not opt['path'].get('strict_load_g', True):
+        return []
+    network, _ = _build_network_g(cfg)
+    if network is None:
+        return []  # reported by the option checks
+    try:
+        state = checkpoint_entry(model_file, read_checkpoint(model_file), opt['path'].get('param_key_g', 'params'))
+    except WeightsError as err:
+        return [str(err)]
+    lines = mismatches(network, state)
+    if not lines:
+        return []
+    return [f"its network checkpoint {model_file} does not fit network_g: experiment {opt['name']} was trained "
+            'with another network. Resume it with the option file it was trained with, or give this run another '
+            'name (name: ..., or --force_yml name=...):\n    ' + '\n    '.join(lines)]
+
+
 def _check_network_for_model(opt: Dict, network: torch.nn.Module) -> List[str]:
     """AdaFormerModel's ``train.uncertainty_opt`` trains AdaFormer's confidence estimator: another network has
     none (the model would stop with a traceback once the experiment folder exists)."""
