@@ -82,7 +82,8 @@ def parse_args(argv: Optional[List[str]] = None) -> argparse.Namespace:
                                                  'e.g. 256) to bound memory; default: whole image at once')
     parser.add_argument('--tile-overlap', type=int,
                         help=f'overlap of neighbouring tiles in LR pixels (default: min({MAX_DEFAULT_OVERLAP}, '
-                             f'TILE/2); a multiple of the window size keeps attention windows aligned)')
+                             f'TILE/2)); raised where needed so that TILE - overlap is a multiple of the window size, '
+                             f'which keeps every tile on the whole image\'s window grid')
     parser.add_argument('--save-maps', action='store_true', help='also write halting-depth and confidence PNGs')
     parser.add_argument('--device', choices=('auto', 'cpu', 'cuda'), default='auto',
                         help='auto = cuda if available, else cpu (default: auto)')
@@ -172,7 +173,14 @@ def choose_device(name: str) -> torch.device:
 
 
 def tile_settings(args: argparse.Namespace, window_size: int) -> Tuple[Optional[int], int]:
-    """-> (tile or None, overlap), validated against the window size."""
+    """-> (tile or None, overlap), validated against the window size.
+
+    The overlap is raised where needed so that ``tile - overlap`` (the step between tile starts) is a multiple of
+    the window: then every tile, the last one at the right/bottom border included, has the whole image's window
+    grid and border padding. A misaligned step (default overlap 20 for ``--tile 40``) changed the last LR rows or
+    columns by about 3 levels on average (demo baby image, 41x48 crop), 0.2 once aligned. Steps shorter than a
+    window stay as they are (more context matters more there).
+    """
     if args.tile is None:
         if args.tile_overlap is not None:
             raise InferError('--tile-overlap needs --tile')
@@ -183,6 +191,9 @@ def tile_settings(args: argparse.Namespace, window_size: int) -> Tuple[Optional[
     overlap = min(MAX_DEFAULT_OVERLAP, args.tile // 2) if args.tile_overlap is None else args.tile_overlap
     if not 0 <= overlap < args.tile:
         raise InferError(f'--tile-overlap {overlap}: must be in [0, --tile) = [0, {args.tile})')
+    step = args.tile - overlap
+    if step >= window_size:
+        overlap = args.tile - step // window_size * window_size
     return args.tile, overlap
 
 

@@ -1,6 +1,7 @@
 """`basicsr infer` with a tiny random AdaFormer: every input mode, bad files skipped and reported, tiling against the
 whole image, weights written on a GPU, and weights files that must be refused (unsafe pickle, wrong scale, missing
 default)."""
+import argparse
 import copy
 import pickle
 from pathlib import Path
@@ -434,3 +435,13 @@ def test_option_file_is_taken_with_one_dash_as_in_train_and_test():
                  ['-i', 'in', '-o', 'out', '--opt', 'x.yml']):
         args = infer.parse_args(argv)
         assert (args.opt, args.output) == ('x.yml', 'out')
+
+
+@pytest.mark.parametrize('tile,overlap,expected', [(40, None, 24), (40, 20, 24), (40, 8, 8), (64, None, 32),
+                                                   (8, None, 4), (16, 12, 12)])
+def test_tile_starts_lie_on_the_window_grid(tile, overlap, expected):
+    """The step between tile starts is rounded down to a multiple of the window (the overlap raised), so the last
+    tile too has the whole image's windows and border padding; a step shorter than a window is kept."""
+    assert infer.tile_settings(argparse.Namespace(tile=tile, tile_overlap=overlap), 8) == (tile, expected)
+    if tile - expected >= 8:
+        assert all(span.start % 8 == 0 for span in spans(41, tile, expected))
