@@ -133,7 +133,10 @@ def measure_size(args: argparse.Namespace, opts: BenchOptions, nets: Dict[str, n
     profiles, peaks = {}, {}
     for name, net in nets.items():
         bar.set_postfix_str(f'{label} profile {name}')
-        profiles[name] = profile(net, lq)
+        try:
+            profiles[name] = profile(net, lq)
+        except BenchError as err:  # the InputAdapter's scale check: name the file and the entry
+            raise BenchError(f'{args.opt}: network {name!r}: {err}') from None
         expected = [1, 3, size[1] * opts.scale, size[0] * opts.scale]
         if profiles[name].output_shape != expected:
             raise BenchError(f'{args.opt}: network {name!r} turned a {label} input into '

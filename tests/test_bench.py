@@ -402,6 +402,19 @@ def test_pad_to_does_not_hide_a_network_of_another_scale():
         net(torch.rand(1, 3, 16, 16))
 
 
+def test_a_padded_network_of_another_scale_is_named_in_the_error(tmp_path: Path, capsys):
+    opt = bench_options()
+    del opt['train_throughput'], opt['tradeoff']
+    opt['networks'].append({'name': 'EDSR x3', 'network_g': dict(TINY_EDSR, upscale=3), 'pad_to': 8})
+    path = write_yaml(tmp_path / 'bench.yml', opt)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(path), '--out', str(tmp_path / 'out'), '--threads', '1', '--gemm-size', '8'])
+    assert exit_info.value.code == 2
+    assert f"{path}: network 'EDSR x3': EDSR upsamples its padded 16x16 input to 48x48, not by the scale 2" in \
+        capsys.readouterr().err
+    assert not (tmp_path / 'out').exists()
+
+
 @pytest.mark.parametrize('edit, message', [
     (lambda o: o.update(sizes='16x16'), "sizes must be a list, e.g. [16x16], got '16x16'"),
     (lambda o: o['tradeoff'].update(halt_eps=0.1), 'tradeoff.halt_eps must be a list, e.g. [0.1], got 0.1'),
