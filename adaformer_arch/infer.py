@@ -34,10 +34,11 @@ from torch import Tensor
 from tqdm import tqdm
 
 from basicsr.utils import img2tensor, scandir, tensor2img
+from basicsr.utils.registry import ARCH_REGISTRY
 
 from .archs.adaformer_arch import AdaFormer
 from .cli import positive_int
-from .option_checks.network import check_scale
+from .option_checks.network import check_constructor, check_scale
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
 from .utils.image_io import IMAGE_EXTENSIONS, ImageReadError, read_image, write_array, write_image
@@ -106,10 +107,14 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
     if network_g.get('type') != 'AdaFormer':
         raise InferError(f'{args.opt}: network_g.type must be AdaFormer (got {network_g.get("type")!r})')
     upscale = network_g.get('upscale', DEFAULT_SCALE)
-    if 'scale' in opt:  # as basicsr train/test check it; an option file for infer alone may leave it out
-        problems = check_scale(opt)
-        if problems:
-            raise InferError(f'{args.opt}: {problems[0]}')
+    # as basicsr test checks them (misspelt or wrongly typed arguments); scale only where the file has one: an
+    # option file for infer alone may leave it out
+    problems = check_constructor('network_g', network_g, ARCH_REGISTRY, 'network')
+    problems += check_scale(opt) if 'scale' in opt else []
+    if len(problems) == 1:
+        raise InferError(f'{args.opt}: {problems[0]}')
+    if problems:
+        raise InferError(f'{args.opt} has {len(problems)} problems:\n  ' + '\n  '.join(problems))
     given = (f'network_g.upscale={upscale} in {args.opt}' if 'upscale' in network_g else
              f"AdaFormer's default upscale={upscale} (network_g of {args.opt} sets none)")
     if args.scale is not None and args.scale != upscale:

@@ -411,10 +411,23 @@ def test_option_file_scale_and_upscale_are_checked(tmp_path, capsys):
     no_scale = write_yaml(tmp_path / 'noscale.yml', {'network_g': network_g})
     code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', no_scale, '--scale', '3'], capsys)
     assert code == 2 and f"AdaFormer's default upscale=4 (network_g of {no_scale} sets none)" in err
-    for bad in (-2, 0, 2.5, '3'):
+    for bad, message in ((-2, 'upscale must be a positive integer, got -2'),
+                         (0, 'upscale must be a positive integer, got 0'),
+                         (2.5, 'network_g.upscale: AdaFormer takes an integer for upscale, got 2.5'),
+                         ('3', "network_g.upscale: AdaFormer takes an integer for upscale, got '3' (remove the quotes)")):
         opt = write_yaml(tmp_path / 'bad.yml', {'network_g': dict(network_g, upscale=bad)})
         code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
-        assert code == 2 and f'upscale must be a positive integer, got {bad!r}' in err and 'Traceback' not in err
+        assert code == 2 and message in err and 'Traceback' not in err
+
+
+def test_option_file_arguments_are_checked_as_basicsr_test_checks_them(tmp_path, capsys):
+    """A misspelt network_g argument gets the same message as from basicsr test, with every other problem."""
+    network_g = {k: v for k, v in TINY_NET.items() if k != 'upscale'}
+    opt = write_yaml(tmp_path / 'scale.yml', {'scale': 2, 'network_g': dict(network_g, scale=2)})
+    code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
+    assert code == 2 and f'{opt} has 2 problems:' in err
+    assert "network_g.scale: AdaFormer has no argument 'scale'; did you mean 'upscale'?" in err
+    assert 'scale is 2 but network_g.upscale (the default of AdaFormer) is 4' in err
 
 
 def test_unusable_output_folder_and_a_weights_file_that_is_an_image(model, tmp_path, capsys):

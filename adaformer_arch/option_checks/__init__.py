@@ -18,7 +18,7 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
-from .network import (_build_network_g, _check_constructor, _check_network_for_model, _check_precision,
+from .network import (_build_network_g, check_constructor, _check_network_for_model, _check_precision,
                       _check_pretrained, _check_tile, _check_unused_estimator, _warn_untrained_estimator,
                       check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
@@ -119,12 +119,12 @@ def check_options(opt: Dict) -> List[str]:
     warnings: List[str] = []
     for key, cfg in opt.items():
         if key.startswith('network_') and isinstance(cfg, dict):
-            problems += _check_constructor(key, cfg, ARCH_REGISTRY, 'network')
+            problems += check_constructor(key, cfg, ARCH_REGISTRY, 'network')
         elif key.startswith('network_'):
             problems.append(f'{key}: expected a block like "{key}: {{type: AdaFormer, upscale: 4}}", got {cfg!r}')
     for key, cfg in (opt.get('train') or {}).items():
         if key.endswith('_opt') and isinstance(cfg, dict) and 'type' in cfg:
-            problems += _check_constructor(f'train.{key}', cfg, LOSS_REGISTRY, 'loss')
+            problems += check_constructor(f'train.{key}', cfg, LOSS_REGISTRY, 'loss')
     if opt.get('model_type') == 'AdaFormerModel':
         for section, known in MODEL_KEYS.items():
             for key in opt.get(section) or {}:

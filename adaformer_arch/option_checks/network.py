@@ -17,7 +17,7 @@ from ..utils.weights import WeightsError, checkpoint_entry, listing, mismatches,
 from .values import _has_type, _unquote_hint, closest, is_integer, is_number, registered
 
 
-def _check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[str]:
+def check_constructor(where: str, cfg: Dict, registry: Any, kind: str) -> List[str]:
     """Unknown and missing constructor arguments of ``cfg`` (``type`` plus arguments)."""
     name = cfg.get('type')
     if not registered(registry, name):
