@@ -258,6 +258,52 @@ def test_halted_tokens_are_frozen():
     assert not torch.equal(out[~frozen], x[~frozen])
 
 
+def test_block_follows_eqs_8_to_14_with_masks():
+    """One TSAB with explicit masks against the block written out from its parts: the local branch only for kept
+    windows, prototypes updated from the globally kept tokens alone (Eqs. 10-11: here by giving the global branch
+    only those tokens) and read back only by them, and the MLP for every token kept by either branch
+    (m_mlp = m_loc | m_glob: a token of a kept window that halted globally is still refined). Both paths."""
+    net = small_net().eval()
+    block = net.adam.blocks[1]
+    torch.manual_seed(1)
+    x = torch.randn(1, 4, 16, 16)  # window-major: 2 x 2 windows of 4 x 4 tokens, D = 16
+    local_keep = torch.tensor([[True, False, True, False]])
+    global_keep = torch.rand(1, 64) > 0.5
+    window_keep = local_keep[:, :, None].expand(1, 4, 16).reshape(1, 64)
+    assert (window_keep & ~global_keep).any() and (~window_keep & global_keep).any()
+    with torch.no_grad():
+        normed = block.norm1(x)
+        loc = block.local_attn(normed.view(4, 16, 16), block.local_attn.position_bias()).view(1, 64, 16)
+        kept = global_keep[0].nonzero().squeeze(1)
+        glob = torch.zeros(1, 64, 16)
+        glob[:, kept] = block.global_attn(normed.view(1, 64, 16)[:, kept])
+        mid = x.view(1, 64, 16) + loc * window_keep[..., None] + glob
+        expected = mid + block.mlp(block.norm2(mid)) * (window_keep | global_keep)[..., None]
+        dense, _ = block.forward_dense(x, local_keep, global_keep)
+        row_major = from_windows(x, 4, 8, 8).permute(0, 2, 3, 1).contiguous()  # (1, 8, 8, D)
+        global_map = from_windows(global_keep.view(1, 4, 16, 1).float(), 4, 8, 8)[:, 0] > 0.5  # (1, 8, 8)
+        sparse, _ = block.forward_inference(row_major, local_keep.view(1, 2, 2), global_map)
+    assert torch.allclose(dense.view(1, 64, 16), expected, atol=1e-5)
+    assert torch.allclose(to_windows(sparse.permute(0, 3, 1, 2), 4).view(1, 64, 16), expected, atol=1e-5)
+
+
+def test_training_forward_applies_the_halting_masks():
+    """Training runs the masked-dense path with the same halting as inference: with tokens halting, the training
+    forward gives the inference output, not the output without early exit."""
+    net = small_net()
+    set_confidence_bias(net, -2.0)  # about a third of the tokens halt in block 3, two thirds in block 4
+    x = torch.rand(1, 3, 16, 16)
+    train_out, aux = net.train()(x, return_aux=True)
+    assert 0 < aux['global_halted'][-1].float().mean() < 1
+    net.eval()
+    with torch.no_grad():
+        inference = net(x)
+        net.early_exit = False
+        dense = net(x)
+    assert torch.allclose(train_out, inference, atol=1e-5)
+    assert not torch.allclose(train_out, dense, atol=1e-3)
+
+
 def test_macs_per_pixel_close_to_paper():
     net = AdaFormer(upscale=4).eval()
     net.early_exit = False
