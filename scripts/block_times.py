@@ -27,7 +27,7 @@ from typing import Callable, Dict, List
 import torch
 from torch import nn
 
-from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
+from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.utils.allocator import tune_glibc_malloc
@@ -92,8 +92,7 @@ def main() -> None:
     timed(adam.estimator, 'forward_windows', 'estimator', log)
 
     with torch.inference_mode():
-        x = pad_to_multiple(lq - net.mean, net.window_size).contiguous(memory_format=torch.channels_last)
-        feat = residual_blocks(net.encoder, net.conv_first(x))
+        _, feat = net.encode(lq)
         _, aux = adam(feat.clone(), True, net.halt_eps, True, False)
         per_mode: Dict[bool, Dict[str, List[float]]] = {True: collections.defaultdict(list),
                                                          False: collections.defaultdict(list)}

@@ -10,13 +10,14 @@ import argparse
 import json
 import platform
 import statistics
-import time
-from typing import Callable, Dict, List
+from typing import Callable
 
 import torch
 
 from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.benchmark.runner import interleaved_rounds
 from adaformer_arch.utils.allocator import tune_glibc_malloc
+from adaformer_arch.utils.weights import load_weights
 
 
 def halted_fraction(net: AdaFormer, x: torch.Tensor) -> float:
@@ -40,19 +41,6 @@ def calibrate(net: AdaFormer, x: torch.Tensor, target: float) -> float:
     return halted_fraction(net, x)
 
 
-def time_interleaved(variants: Dict[str, Callable[[], None]], runs: int, warmup: int) -> Dict[str, List[float]]:
-    for fn in variants.values():
-        for _ in range(warmup):
-            fn()
-    times = {name: [] for name in variants}
-    for _ in range(runs):
-        for name, fn in variants.items():
-            start = time.perf_counter()
-            fn()
-            times[name].append(time.perf_counter() - start)
-    return times
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--size', type=int, default=256, help='LR side (square input)')
@@ -71,8 +59,7 @@ def main() -> None:
     net = AdaFormer(upscale=4).eval()
     x = torch.rand(1, 3, args.size, args.size)
     if args.weights:
-        ckpt = torch.load(args.weights, map_location='cpu', weights_only=True)
-        net.load_state_dict(ckpt.get('params_ema', ckpt.get('params')))
+        load_weights(net, args.weights)
         net.halt_eps = args.halt_eps
         halted = halted_fraction(net, x)
     else:
@@ -85,11 +72,11 @@ def main() -> None:
                 net(x)
         return fn
 
-    times = time_interleaved({
+    times, _ = interleaved_rounds({
         'sparse': run(True, True),
         'masked-dense': run(False, True),
         'no early exit': run(True, False),
-    }, args.runs, args.warmup)
+    }, args.runs, args.warmup, torch.device('cpu'), lambda: None)
     median = {k: statistics.median(v) for k, v in times.items()}
     result = {
         'command': 'python scripts/sparse_speedup.py ' + ' '.join(

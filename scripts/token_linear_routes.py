@@ -22,7 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from adaformer_arch.archs import token_linear
-from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
+from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.utils.allocator import tune_glibc_malloc
@@ -75,8 +75,7 @@ def adam_rows(size: str, rounds: int) -> List[Dict]:
     torch.set_num_threads(1)
     times: Dict = {(batch, exit_): [] for batch in (1, shipped) for exit_ in (True, False)}
     with torch.inference_mode():
-        x = pad_to_multiple(lq - net.mean, net.window_size).contiguous(memory_format=torch.channels_last)
-        feat = residual_blocks(net.encoder, net.conv_first(x))
+        _, feat = net.encode(lq)
         for round_ in range(rounds + 1):  # round 0 warms up
             for batch, early_exit in (list(times) if round_ % 2 else list(times)[::-1]):
                 token_linear.CONV_BATCH = batch

@@ -220,6 +220,14 @@ class AdaFormer(nn.Module):
         self.conv_up = nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)
 
+    def encode(self, lq: Tensor) -> Tuple[Tensor, Tensor]:
+        """(B, num_in_ch, h, w) in [0, 1] -> (head, features): the head conv's and the encoder's outputs, each
+        (B, num_feat, h', w') channels-last, h' and w' padded up to multiples of the window (AdaM's input)."""
+        # channels-last: the fast memory layout of CPU (oneDNN) and GPU convolutions alike
+        x = channels_last(pad_to_multiple((lq - self.mean) * self.img_range, self.window_size))
+        head = self.conv_first(x)
+        return head, residual_blocks(self.encoder, head)
+
     def forward(self, lq: Tensor, return_aux: bool = False) -> Union[Tensor, Tuple[Tensor, Dict]]:
         """(B, num_in_ch, h, w) in [0, 1] -> (B, num_out_ch, h*s, w*s).
 
@@ -231,11 +239,8 @@ class AdaFormer(nn.Module):
         makes: after the last block, and in every block without early exit; a plain forward skips them).
         """
         h, w = lq.shape[-2:]
-        # channels-last: the fast memory layout of CPU (oneDNN) and GPU convolutions alike
-        x = channels_last(pad_to_multiple((lq - self.mean) * self.img_range, self.window_size))
-        b, _, hp, wp = x.shape
-        head = self.conv_first(x)
-        feat = residual_blocks(self.encoder, head)
+        head, feat = self.encode(lq)
+        b, _, hp, wp = head.shape
         # the inference path (gathered, in place) needs eval mode and no autograd; with autograd on, eval runs the
         # masked-dense path, so gradients (e.g. to the input) stay correct
         sparse = self.sparse_compute and not self.training and not torch.is_grad_enabled()
