@@ -57,9 +57,9 @@ def evaluate(bench: Dict, adaformer: str, no_exit: str, reference: str, floor: s
 
 
 def table(rows: List[Dict]) -> str:
-    lines = ['| LR size | halted tokens s | AdaFormer / SwinIR-light (≤ 0.15) | no-exit / floor (≤ 1.5) | '
-             'above floor: early exit / no-exit (≤ 1 − 0.7 s) | same in executed MACs | '
-             'peak memory GB (≤ 6 at 1920x1080) |',
+    lines = [f'| LR size | halted tokens s | AdaFormer / SwinIR-light (≤ {RATIO_TO_REFERENCE:g}) | no-exit / floor '
+             f'(≤ {OVERHEAD_TO_FLOOR:g}) | above floor: early exit / no-exit (≤ 1 − {HALTED_TOKEN_SAVING:g} s) | '
+             f'same in executed MACs | peak memory GB (≤ {PEAK_MEMORY_GB:g} at 1920x1080) |',
              '|---|---|---|---|---|---|---|']
     for r in rows:
         above = r['above_floor_ratio']

@@ -22,6 +22,7 @@ import torch
 from torch.nn import functional as F
 
 from adaformer_arch.archs import token_linear
+from adaformer_arch.archs.token_linear import as_convolution
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.benchmark.inputs import load_image, lr_input
@@ -29,13 +30,6 @@ from adaformer_arch.utils.allocator import tune_glibc_malloc
 from adaformer_arch.utils.weights import load_weights
 
 LAYERS = ((64, 192), (64, 64), (64, 128), (128, 64))  # a TSAB's qkv, projections, MLP in and out
-
-
-def as_convolution(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, images: int) -> torch.Tensor:
-    """(n, C_in) tokens as ``images`` one-row images of a 1x1 convolution -> (n, C_out)."""
-    n, c_in = x.shape
-    out = F.conv2d(x.view(images, 1, n // images, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
-    return out.permute(0, 2, 3, 1).reshape(n, -1)
 
 
 def median_us(fn: Callable[[], torch.Tensor], calls: int) -> float:

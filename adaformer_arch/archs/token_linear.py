@@ -34,5 +34,12 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     if pad:
         x = torch.cat([x, x.new_zeros(pad, c_in)])
     images = CONV_BATCH if torch.get_num_threads() == 1 else 1
-    out = F.conv2d(x.view(images, 1, (n + pad) // images, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
-    return out.permute(0, 2, 3, 1).reshape(n + pad, -1)[:n]  # (images, C_out, 1, n'/images) -> (n, C_out)
+    return as_convolution(x, weight, bias, images)[:n]
+
+
+def as_convolution(x: Tensor, weight: Tensor, bias: Optional[Tensor], images: int) -> Tensor:
+    """(n, C_in) contiguous tokens, n a multiple of ``images``, as ``images`` one-row channels-last images of a 1x1
+    convolution -> (n, C_out)."""
+    n, c_in = x.shape
+    out = F.conv2d(x.view(images, 1, n // images, c_in).permute(0, 3, 1, 2), weight[:, :, None, None], bias)
+    return out.permute(0, 2, 3, 1).reshape(n, -1)  # (images, C_out, 1, n/images) -> (n, C_out)
