@@ -661,3 +661,19 @@ def test_adaformer_trained_without_its_loss_is_warned(data):
     assert check_options(parsed(opt))[0].startswith('network_g AdaFormer is trained without its uncertainty loss '
                                                     '(model_type AdaFormerModel):')
     assert check_options(parsed(train_options(data))) == []
+
+
+def test_force_yml_values_get_a_force_yml_hint(monkeypatch):
+    """BasicSR's --force_yml keeps 1.0e-4 as text (it converts only plain decimals): the YAML hint 'remove the
+    quotes' would be wrong there; the message says how to write the value on the command line."""
+    from adaformer_arch.option_checks import _force_yml_hint
+
+    monkeypatch.setattr('sys.argv', ['basicsr', 'train', '-opt', 'x.yml', '--force_yml', 'name=a',
+                                     'train:optim_g:lr=1.0e-4', 'network_g:early_exit=True'])
+    assert _force_yml_hint("train.optim_g.lr: must be a number >= 0, got '1.0e-4' (remove the quotes)") == (
+        "train.optim_g.lr: must be a number >= 0, got '1.0e-4' (--force_yml train:optim_g:lr=1.0e-4: BasicSR passes "
+        'this value on as text; write --force_yml train:optim_g:lr=0.0001)')
+    assert _force_yml_hint("network_g.early_exit: AdaFormer takes true or false for early_exit, got 'True' (remove "
+                           "the quotes)").endswith('write --force_yml network_g:early_exit=true)')
+    in_the_file = "network_g.halt_eps: AdaFormer takes a number for halt_eps, got '0.1' (remove the quotes)"
+    assert _force_yml_hint(in_the_file) == in_the_file

@@ -79,7 +79,7 @@ def checked(parse_options: Callable[..., Tuple[Dict, Any]]) -> Callable[..., Tup
         try:
             warnings = check_options(opt)
         except OptionError as err:
-            exit_with_errors(parsed.opt, err.problems)
+            exit_with_errors(parsed.opt, [_force_yml_hint(p) for p in err.problems])
         for warning in warnings:
             print(f'basicsr: warning: {parsed.opt}: {warning}', file=sys.stderr)
         return opt, parsed
@@ -93,6 +93,24 @@ def _force_yml_entries() -> List[str]:
     parser = argparse.ArgumentParser(add_help=False)
     parser.add_argument('--force_yml', nargs='+', default=[])
     return parser.parse_known_args(sys.argv[1:])[0].force_yml
+
+
+def _force_yml_hint(problem: str) -> str:
+    """A problem with a value that ``--force_yml`` set, and whose hint is about YAML (quotes, exponent form): the
+    hint made right for ``--force_yml``, which passes a value on as text unless BasicSR converts it (``~``/``none``,
+    ``true``/``false``, digits, one-dot decimals, ``!!float VALUE``; ``1.0e-4`` stays text)."""
+    if not problem.endswith(')') or not ('(remove the quotes' in problem or 'exponent form' in problem):
+        return problem
+    for entry in _force_yml_entries():
+        key, _, value = entry.partition('=')
+        if problem.startswith(key.replace(':', '.') + ':'):
+            try:
+                better = f'{key}={float(value)!r}'
+            except ValueError:
+                better = f'{key}={value.lower()}' if value.lower() in ('true', 'false') else f'{key}=!!float {value}'
+            return (f"{problem[:problem.rindex(' (')]} (--force_yml {entry}: BasicSR passes this value on as text; "
+                    f'write --force_yml {better})')
+    return problem
 
 
 def _missing_key(key: str) -> str:
