@@ -502,3 +502,27 @@ def test_resuming_an_experiment_of_another_network_stops_before_writing(tmp_path
     assert sorted(p.name for p in (tmp_path / 'experiments' / 'tiny').iterdir()) == before
     opt = dict(_resume_opt(tmp_path), network_g=dict(x3), model_type='AdaFormerModel')
     assert Training().load_resume_state(opt)['iter'] == 4
+
+
+def test_resume_with_another_epoch_length_restarts_the_epoch_with_a_warning(tmp_path, monkeypatch):
+    """docs/reliability.md, "Not guaranteed": when the training set (or dataset_enlarge_ratio) changed, the resume
+    point's sample count means nothing; the epoch restarts from its first sample and the log says why. With the
+    same length the sampler resumes mid-epoch."""
+    data = make_pairs(tmp_path / 'data')
+    dataset = build_dataset(dict(options(data)['datasets']['train'], phase='train', scale=2))
+    messages = []
+    logger = type('Logger', (), {'warning': lambda self, m: messages.append(m), 'info': lambda self, m: None})()
+    monkeypatch.setattr('adaformer_arch.train.get_root_logger', lambda: logger)
+    length = ResumableSampler(dataset, 1, 0, ratio=3).num_samples
+    point = {'epoch': 2, 'samples_done': 4, 'epoch_samples': length + 1, 'rng': None}
+    training = Training()
+    training.resume_point = point
+    sampler = training.make_sampler(dataset, 1, 0, 3)
+    assert messages == [f"The training set has {length} samples per epoch, the checkpoint's had {length + 1}: "
+                        'epoch 2 restarts from its first sample.']
+    sampler.set_epoch(2)
+    assert sampler.samples_done == 0
+    training.resume_point = dict(point, epoch_samples=length)
+    sampler = training.make_sampler(dataset, 1, 0, 3)
+    sampler.set_epoch(2)
+    assert sampler.samples_done == 4 and len(messages) == 1
