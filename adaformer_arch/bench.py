@@ -268,6 +268,9 @@ def main(argv: Optional[List[str]] = None) -> None:
     except BenchError as e:  # exit status 2, as the other subcommands (and argparse) for a bad input
         print(f'basicsr bench: error: {e}', file=sys.stderr)
         sys.exit(2)
+    except KeyboardInterrupt:  # the outputs are written only after every measurement
+        print('\nbasicsr bench: interrupted (Ctrl-C) before any result was written', file=sys.stderr)
+        sys.exit(130)
     paths = write_outputs(result, result['out_dir'])
     print(markdown(result))
     print(f'Wrote {", ".join(paths)}')

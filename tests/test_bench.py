@@ -438,3 +438,25 @@ def test_values_of_the_wrong_kind_are_clear_errors(tmp_path: Path, capsys, edit,
                     '1', '--gemm-size', '8'])
     err = capsys.readouterr().err
     assert exit_info.value.code == 2 and err.startswith('basicsr bench: error:') and message in err, err
+
+
+def test_ctrl_c_is_reported_once_and_the_measuring_child_ignores_it(tmp_path: Path, capsys, monkeypatch):
+    """Ctrl-C reaches the whole process group: the memory child ignores it (no second traceback from the pool),
+    and the bench reports it in one line with the shell's status 130, nothing written."""
+    import signal
+
+    from adaformer_arch.benchmark.memory import measuring_pool
+
+    with measuring_pool() as pool:
+        assert pool.apply(signal.getsignal, (signal.SIGINT,)) == signal.SIG_IGN
+
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(bench, 'run', interrupted)
+    path = write_yaml(tmp_path / 'bench.yml', bench_options())
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(path), '--out', str(tmp_path / 'out')])
+    assert exit_info.value.code == 130
+    assert capsys.readouterr().err.strip() == 'basicsr bench: interrupted (Ctrl-C) before any result was written'
+    assert not (tmp_path / 'out').exists()

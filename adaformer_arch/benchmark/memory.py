@@ -12,7 +12,9 @@ CUDA: in the benchmark process, ``torch.cuda.max_memory_allocated()`` during one
 before it (tensors only; the caching allocator's reserve and the CUDA context are not counted).
 """
 import multiprocessing
+import multiprocessing.pool
 import os
+import signal
 from typing import Optional
 
 import torch
@@ -66,8 +68,14 @@ def cpu_peak_memory(spec: NetworkSpec, scale: int, random_weights: bool, where: 
     """Peak RSS increase in bytes of ``net(lq)`` measured in a fresh process; None where /proc is unavailable."""
     if not (os.path.exists('/proc/self/clear_refs') and os.path.exists('/proc/self/status')):
         return None
-    with _context().Pool(1, maxtasksperchild=1) as pool:
+    with measuring_pool() as pool:
         return pool.apply(_child_peak_rss, (spec, scale, random_weights, where, lq, threads, allocator_mode))
+
+
+def measuring_pool() -> multiprocessing.pool.Pool:
+    """A one-process pool for one measurement. The child ignores SIGINT: a Ctrl-C in the terminal reaches the whole
+    process group, and the bench (the parent) reports it once and ends the pool."""
+    return _context().Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN), maxtasksperchild=1)
 
 
 @torch.no_grad()
