@@ -137,6 +137,13 @@ def measure_size(args: argparse.Namespace, opts: BenchOptions, nets: Dict[str, n
             profiles[name] = profile(net, lq)
         except BenchError as err:  # the InputAdapter's scale check: name the file and the entry
             raise BenchError(f'{args.opt}: network {name!r}: {err}') from None
+        except Exception as err:  # the network's own code failed on this input (the first forward of the run)
+            first_line = (str(err).strip().splitlines() or [''])[0][:300]
+            hint = '' if specs[name].pad_to > 1 else (
+                '; a network that needs input sizes in multiples of its window (BasicSR\'s SwinIR: window_size) '
+                'needs pad_to: <window> in its entry')
+            raise BenchError(f'{args.opt}: network {name!r} failed on a {label} input ({type(err).__name__}: '
+                             f'{first_line}){hint}') from err
         expected = [1, 3, size[1] * opts.scale, size[0] * opts.scale]
         if profiles[name].output_shape != expected:
             raise BenchError(f'{args.opt}: network {name!r} turned a {label} input into '

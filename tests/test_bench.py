@@ -460,3 +460,24 @@ def test_ctrl_c_is_reported_once_and_the_measuring_child_ignores_it(tmp_path: Pa
     assert exit_info.value.code == 130
     assert capsys.readouterr().err.strip() == 'basicsr bench: interrupted (Ctrl-C) before any result was written'
     assert not (tmp_path / 'out').exists()
+
+
+def test_a_network_failing_on_the_input_size_is_named_with_the_pad_to_hint(tmp_path: Path, capsys):
+    """BasicSR's SwinIR does not pad to its window: without pad_to a 37x29 input fails inside it. One line naming the
+    file, the entry and the size, with the way out, instead of SwinIR's traceback."""
+    swinir = {'type': 'SwinIR', 'upscale': 2, 'in_chans': 3, 'img_size': 16, 'window_size': 8, 'img_range': 1.,
+              'depths': [1], 'embed_dim': 12, 'num_heads': [2], 'mlp_ratio': 2, 'upsampler': 'pixelshuffledirect',
+              'resi_connection': '1conv'}
+    opt = {'scale': 2, 'sizes': ['37x29'], 'runs': 1, 'warmup': 0,
+           'networks': [{'name': 'SwinIR tiny', 'network_g': swinir}]}
+    path = write_yaml(tmp_path / 'bench.yml', opt)
+    with pytest.raises(SystemExit) as exit_info:
+        bench.main(['-opt', str(path), '--out', str(tmp_path / 'out'), '--threads', '1', '--gemm-size', '8'])
+    err = capsys.readouterr().err
+    assert exit_info.value.code == 2 and 'Traceback' not in err
+    assert f"{path}: network 'SwinIR tiny' failed on a 37x29 input (RuntimeError: shape" in err
+    assert 'needs pad_to: <window> in its entry' in err
+    opt['networks'][0]['pad_to'] = 8
+    bench.main(['-opt', str(write_yaml(path, opt)), '--out', str(tmp_path / 'out'), '--threads', '1',
+                '--gemm-size', '8'])
+    assert json.loads((tmp_path / 'out' / 'bench.json').read_text())['results'][0]['latency_ms']['median'] > 0
