@@ -21,7 +21,6 @@ import torch
 from torch import Tensor, nn
 from tqdm import tqdm
 
-
 from .benchmark import memory, runner
 from .benchmark.allocator import CHOICES as ALLOCATORS
 from .benchmark.allocator import apply_allocator

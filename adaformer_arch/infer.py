@@ -38,6 +38,7 @@ from basicsr.utils.registry import ARCH_REGISTRY
 
 from .archs.adaformer_arch import AdaFormer
 from .cli import positive_int
+from .option_checks import problems_message
 from .option_checks.network import check_constructor, check_scale
 from .utils.allocator import tune_glibc_malloc
 from .utils.halting_maps import confidence_to_png, depth_to_png, halting_maps
@@ -111,10 +112,8 @@ def network_options(args: argparse.Namespace) -> Tuple[Dict, Optional[str], Opti
     # option file for infer alone may leave it out
     problems = check_constructor('network_g', network_g, ARCH_REGISTRY, 'network')
     problems += check_scale(opt) if 'scale' in opt else []
-    if len(problems) == 1:
-        raise InferError(f'{args.opt}: {problems[0]}')
     if problems:
-        raise InferError(f'{args.opt} has {len(problems)} problems:\n  ' + '\n  '.join(problems))
+        raise InferError(problems_message(args.opt, problems))
     given = (f'network_g.upscale={upscale} in {args.opt}' if 'upscale' in network_g else
              f"AdaFormer's default upscale={upscale} (network_g of {args.opt} sets none)")
     if args.scale is not None and args.scale != upscale:

@@ -69,6 +69,11 @@ def _short(err: Exception) -> str:
     return f'{type(err).__name__}: {first_line[:200]}'
 
 
+def network_checkpoint(models_folder: str, iteration: int) -> str:
+    """The network checkpoint BasicSR saves beside the training state of ``iteration`` (and loads on resume)."""
+    return osp.join(models_folder, f'net_g_{iteration}.pth')
+
+
 def load_training_state(path: str, models_folder: str) -> Dict:
     """Load a training state (and check that its network checkpoint loads) without running pickled code."""
     try:
@@ -79,7 +84,7 @@ def load_training_state(path: str, models_folder: str) -> Dict:
         raise ValueError(f'it does not load ({_short(err)})') from err
     if not isinstance(state, dict) or not all(key in state for key in STATE_KEYS):
         raise ValueError(f'it is not a BasicSR training state (a dict with {", ".join(STATE_KEYS)})')
-    model_file = osp.join(models_folder, f"net_g_{state['iter']}.pth")
+    model_file = network_checkpoint(models_folder, state['iter'])
     if not osp.isfile(model_file):
         raise ValueError(f'its network checkpoint {model_file} is missing')
     try:
@@ -137,7 +142,7 @@ class Training:
                 skipped += 1
                 continue
             opt['path']['resume_state'] = path
-            problems = check_resume_network(opt, osp.join(opt['path']['models'], f"net_g_{state['iter']}.pth"))
+            problems = check_resume_network(opt, network_checkpoint(opt['path']['models'], state['iter']))
             if problems:
                 exit_with_errors(f'path.resume_state {path}', problems)
             check_resume(opt, state['iter'])

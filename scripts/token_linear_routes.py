@@ -22,8 +22,8 @@ import torch
 from torch.nn import functional as F
 
 from adaformer_arch.archs import token_linear
-from adaformer_arch.archs.token_linear import as_convolution
 from adaformer_arch.archs.adaformer_arch import AdaFormer
+from adaformer_arch.archs.token_linear import as_convolution
 from adaformer_arch.benchmark.report import markdown_table
 from adaformer_arch.benchmark.inputs import load_image, lr_input
 from adaformer_arch.utils.allocator import tune_glibc_malloc

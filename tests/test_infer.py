@@ -414,7 +414,8 @@ def test_option_file_scale_and_upscale_are_checked(tmp_path, capsys):
     for bad, message in ((-2, 'upscale must be a positive integer, got -2'),
                          (0, 'upscale must be a positive integer, got 0'),
                          (2.5, 'network_g.upscale: AdaFormer takes an integer for upscale, got 2.5'),
-                         ('3', "network_g.upscale: AdaFormer takes an integer for upscale, got '3' (remove the quotes)")):
+                         ('3', "network_g.upscale: AdaFormer takes an integer for upscale, got '3' "
+                               '(remove the quotes)')):
         opt = write_yaml(tmp_path / 'bad.yml', {'network_g': dict(network_g, upscale=bad)})
         code, _, err = run_infer(['-i', tmp_path, '-o', tmp_path / 'out', '--opt', opt], capsys)
         assert code == 2 and message in err and 'Traceback' not in err

@@ -18,9 +18,8 @@ import yaml
 from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
-from .network import (_build_network_g, check_constructor, _check_network_for_model, _check_precision,
-                      _check_pretrained, _check_tile, _check_unused_estimator, _warn_untrained_estimator,
-                      check_scale)
+from .network import (_build_network_g, _check_network_for_model, _check_precision, _check_pretrained, _check_tile,
+                      _check_unused_estimator, _warn_untrained_estimator, check_constructor, check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
                        _check_output_folder, _check_training)
 from .values import closest
@@ -44,13 +43,16 @@ class OptionError(ValueError):
         self.problems = problems
 
 
+def problems_message(source: str, problems: List[str]) -> str:
+    """``SOURCE: PROBLEM``, or ``SOURCE has N problems:`` with one indented line per problem."""
+    if len(problems) == 1:
+        return f'{source}: {problems[0]}'
+    return f'{source} has {len(problems)} problems:\n' + '\n'.join(f'  {p}' for p in problems)
+
+
 def exit_with_errors(source: str, problems: List[str]) -> NoReturn:
     """Print ``problems`` as ``basicsr: error: ...`` (no traceback) and exit with status 2."""
-    if len(problems) == 1:
-        print(f'basicsr: error: {source}: {problems[0]}', file=sys.stderr)
-    else:
-        print(f'basicsr: error: {source} has {len(problems)} problems:', file=sys.stderr)
-        print('\n'.join(f'  {p}' for p in problems), file=sys.stderr)
+    print(f'basicsr: error: {problems_message(source, problems)}', file=sys.stderr)
     sys.exit(2)
 
 

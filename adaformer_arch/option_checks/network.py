@@ -1,7 +1,8 @@
 """Checks of the networks: arguments of ``network_*`` and of the losses ``train.*_opt`` against their constructors
 (unknown, missing, wrongly typed), ``network_g`` built (its own value checks), ``path.pretrain_network_g`` (and the
-checkpoint a resumed run starts from) loaded and fitted to it, ``scale`` against ``network_g.upscale``, AdaFormerModel's ``tile`` block, ``val.dtype`` and
-``train.autocast``, and distributed training that would leave AdaFormer's confidence estimator without a gradient."""
+checkpoint a resumed run starts from) loaded and fitted to it, ``scale`` against ``network_g.upscale``,
+AdaFormerModel's ``tile`` block, ``val.dtype`` and ``train.autocast``, and distributed training that would leave
+AdaFormer's confidence estimator without a gradient."""
 import inspect
 import os
 from os import path as osp

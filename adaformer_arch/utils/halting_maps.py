@@ -25,7 +25,8 @@ def halting_maps(aux: Dict, height: int, width: int) -> Dict[str, Tensor]:
 
 
 def depth_to_png(depth: np.ndarray, num_blocks: int) -> np.ndarray:
-    """(h, w) block counts in [1, L] (any numeric dtype) -> (h, w, 3) uint8 BGR colour map (dark = halted early, bright = computed deep)."""
+    """(h, w) block counts in [1, L] (any numeric dtype) -> (h, w, 3) uint8 BGR colour map (dark = halted early,
+    bright = computed deep)."""
     grey = np.clip(depth.astype(np.float32) / max(num_blocks, 1) * 255.0, 0, 255).astype(np.uint8)
     return cv2.applyColorMap(grey, cv2.COLORMAP_VIRIDIS)
 
