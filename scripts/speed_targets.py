@@ -13,6 +13,8 @@
 """
 import argparse
 import json
+import shlex
+import sys
 from typing import Dict, List, Optional
 
 RATIO_TO_REFERENCE = 0.15
@@ -101,8 +103,8 @@ def main() -> None:
     print(text)
     if args.out:
         with open(args.out, 'w') as f:
-            f.write(f"{text}\n\nFrom: {', '.join(args.bench_json)} (`python scripts/speed_targets.py "
-                    f"{' '.join(args.bench_json)}`)\n")
+            command = shlex.join(['python', 'scripts/speed_targets.py', *sys.argv[1:]])  # network names included
+            f.write(f"{text}\n\nFrom: {', '.join(args.bench_json)} (`{command}`)\n")
 
 
 if __name__ == '__main__':

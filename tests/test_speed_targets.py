@@ -1,6 +1,7 @@
 """scripts/speed_targets.py: the issue's speed ratios computed from a bench JSON."""
 import importlib.util
 import json
+import shlex
 import subprocess
 import sys
 from pathlib import Path
@@ -49,3 +50,18 @@ def test_a_network_name_no_run_has_is_an_error(tmp_path):
     assert "--reference 'SwinIR-lite' is in none of the runs (networks: AdaFormer, SwinIR-light)" in proc.stderr
     proc = subprocess.run([sys.executable, str(script), str(bench)], capture_output=True, text=True)
     assert proc.returncode == 0 and '| 480x270 | 50.0 % | 0.150 (met) | - |' in proc.stdout
+
+
+def test_the_written_table_records_the_whole_command(tmp_path):
+    """The "From" line of --out re-creates the file: with the network names that were given, not the defaults."""
+    bench = tmp_path / 'bench.json'
+    bench.write_text(json.dumps({'results': [_row('AdaFormer bf16', '480x270', 300.0, sparsity=0.5),
+                                             _row('SwinIR-light bf16', '480x270', 2000.0)]}))
+    out = tmp_path / 'targets.md'
+    script = Path(__file__).parents[1] / 'scripts' / 'speed_targets.py'
+    argv = [str(bench), '--adaformer', 'AdaFormer bf16', '--reference', 'SwinIR-light bf16', '--out', str(out)]
+    proc = subprocess.run([sys.executable, str(script), *argv], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    recorded = out.read_text().split('(`')[-1].split('`)')[0]
+    assert shlex.split(recorded) == ['python', 'scripts/speed_targets.py', *argv]
+    assert '| 480x270 | 50.0 % | 0.150 (met) |' in out.read_text()
