@@ -1,5 +1,7 @@
 """AdaFormer architecture: shapes, gradients, sparse == dense, MACs, halting rules."""
 import copy
+import re
+import warnings
 
 import pytest
 import torch
@@ -385,6 +387,50 @@ def test_eval_with_autograd_keeps_gradients_and_result():
     assert 0 < torch.stack(aux['global_halted'][1:]).float().mean() < 1
     for a, b in zip(aux['global_halted'], aux_inference['global_halted']):
         assert torch.equal(a, b)
+
+
+def test_a_trace_or_export_made_without_autograd_is_right_for_other_images():
+    """The sparse path's kept-token sets depend on the image: a trace of it would replay the example's sets on
+    every input. Traced or exported without autograd, the network records the masked-dense path instead."""
+    net = small_net().eval()
+    set_confidence_bias(net, 0.3)
+    example, other = torch.rand(1, 3, 24, 24), torch.rand(1, 3, 24, 24)
+    other[..., :12, :] = 0.5  # flat top half: halts where the example does not (a trace of the sparse path: 2e-3 off)
+    with torch.no_grad():
+        _, aux = net(other, return_aux=True)
+        _, aux_example = net(example, return_aux=True)
+        assert not torch.equal(torch.stack(aux['global_halted']), torch.stack(aux_example['global_halted']))
+        expected = net(other)
+        with warnings.catch_warnings():
+            warnings.simplefilter('ignore', torch.jit.TracerWarning)
+            traced = torch.jit.trace(net, example)
+        assert (traced(other) - expected).abs().max() <= 1e-5
+        exported = torch.export.export(net, (example,)).module()
+        assert (exported(other) - expected).abs().max() <= 1e-5
+
+
+@pytest.mark.parametrize('lq, message', [
+    (torch.rand(3, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (3, 16, 16) (a single image needs a batch'),
+    (torch.rand(1, 1, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (1, 1, 16, 16)'),
+    (torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8), 'floating-point input in [0, 1], got torch.uint8 '
+     '(for 8-bit images: lq.float() / 255)'),
+])
+def test_input_the_network_would_misread_is_refused(lq, message):
+    """A 3-D or one-channel tensor would broadcast against the RGB mean into a wrong-shaped result, and 8-bit
+    values would come out as garbage: each is a ValueError saying what the network takes."""
+    with pytest.raises(ValueError, match=re.escape(message)):
+        small_net().eval()(lq)
+
+
+@pytest.mark.parametrize('value', [1.0, -0.1, float('nan'), '0.1', True])
+def test_halt_eps_set_after_loading_is_checked(value):
+    """The knob set as an attribute gets the constructor's check: 1 would halt every token after block 1, a
+    negative value or NaN would halt none."""
+    net = small_net()
+    with pytest.raises(ValueError, match=re.escape(f'halt_eps must be in [0, 1), got {value!r}')):
+        net.halt_eps = value
+    net.halt_eps = 0.2
+    assert net.halt_eps == 0.2 and copy.deepcopy(net).halt_eps == 0.2
 
 
 def test_fast_tanh():

@@ -42,7 +42,18 @@ def channels_last(x: Tensor) -> Tensor:
     """
     if x.is_contiguous(memory_format=torch.channels_last) and x.stride(0) == x[0].numel():
         return x
+    if recording_graph():  # a recorded graph has no memory layout (and ONNX has no in-place copy)
+        return x.contiguous(memory_format=torch.channels_last)
     return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
+
+
+def recording_graph() -> bool:
+    """True while ``torch.jit.trace`` (also under ``torch.onnx.export``) or ``torch.export`` records a forward.
+
+    The sparse path's kept-token sets have data-dependent sizes: a trace would freeze the sets of the example input
+    and give wrong results on any other image (without an error), and ``torch.export`` refuses them. The
+    masked-dense path computes the same result with shapes that depend only on the input size."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
@@ -169,11 +180,12 @@ class AdaFormer(nn.Module):
         rgb_mean: mean subtracted from the input, added back to the output (as BasicSR's EDSR).
 
     ``halt_eps``, ``early_exit`` and ``sparse_compute`` are also attributes that may be changed after loading
-    weights (none of them changes the parameters).
+    weights (none of them changes the parameters; ``halt_eps`` is checked when set).
 
     Halted tokens are skipped (and memory stays bounded) in eval mode without autograd (``torch.no_grad()`` or
     ``torch.inference_mode()``, as BasicSR's test loop and ``basicsr infer`` run); in eval mode with autograd on, the
-    same result comes from the masked-dense path, which keeps gradients.
+    same result comes from the masked-dense path, which keeps gradients, and so does ``torch.jit.trace``,
+    ``torch.onnx.export`` or ``torch.export`` (the traced graph then holds no data-dependent shapes).
     """
 
     def __init__(self,
@@ -202,12 +214,13 @@ class AdaFormer(nn.Module):
             raise ValueError(f'upscale must be a positive integer, got {upscale!r}')
         if estimator_dim < 1:
             raise ValueError(f'estimator_dim must be >= 1, got {estimator_dim}')
-        if not 0.0 <= halt_eps < 1.0:
-            raise ValueError(f'halt_eps must be in [0, 1), got {halt_eps}')
+        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
+            raise ValueError(f'window_size must be a positive integer, got {window_size!r}')
         self.upscale = upscale
         self.window_size = window_size
+        self.num_in_ch = num_in_ch
         self.img_range = img_range
-        self.halt_eps = halt_eps
+        self.halt_eps = halt_eps  # checked by the property
         self.early_exit = early_exit
         self.sparse_compute = sparse_compute
         self.register_buffer('mean', torch.tensor(rgb_mean, dtype=torch.float32).view(1, -1, 1, 1), persistent=False)
@@ -219,6 +232,28 @@ class AdaFormer(nn.Module):
         self.decoder = make_layer(ResidualBlockNoBN, num_block_dec, num_feat=num_feat)
         self.conv_up = nn.Conv2d(num_feat, num_out_ch * upscale**2, 3, 1, 1)
         self.pixel_shuffle = nn.PixelShuffle(upscale)
+
+    @property
+    def halt_eps(self) -> float:
+        """epsilon_h: a token halts once its accumulated confidence reaches 1 - halt_eps (Eq. 16); in [0, 1)."""
+        return self._halt_eps
+
+    @halt_eps.setter
+    def halt_eps(self, value: float) -> None:
+        # 1 would halt every token after the first block, a negative value or NaN would never halt one
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+            raise ValueError(f'halt_eps must be in [0, 1), got {value!r}')
+        self._halt_eps = float(value)
+
+    def check_input(self, lq: Tensor) -> None:
+        """Raises a ValueError for what the network would otherwise broadcast or misread: ``lq`` must be a
+        floating-point (B, num_in_ch, h, w) tensor (values in [0, 1])."""
+        if lq.dim() != 4 or lq.shape[1] != self.num_in_ch:
+            raise ValueError(f'AdaFormer takes a (B, {self.num_in_ch}, h, w) tensor, got shape {tuple(lq.shape)} '
+                             '(a single image needs a batch dimension: lq.unsqueeze(0))')
+        if not lq.is_floating_point():
+            raise ValueError(f'AdaFormer takes floating-point input in [0, 1], got {lq.dtype} (for 8-bit images: '
+                             'lq.float() / 255)')
 
     def encode(self, lq: Tensor) -> Tuple[Tensor, Tensor]:
         """(B, num_in_ch, h, w) in [0, 1] -> (head, features): the head conv's and the encoder's outputs, each
@@ -238,12 +273,13 @@ class AdaFormer(nn.Module):
         ``macs_for_aux`` (int, the part of ``macs`` spent on confidence-estimator calls that only ``return_aux``
         makes: after the last block, and in every block without early exit; a plain forward skips them).
         """
+        self.check_input(lq)
         h, w = lq.shape[-2:]
         head, feat = self.encode(lq)
         b, _, hp, wp = head.shape
         # the inference path (gathered, in place) needs eval mode and no autograd; with autograd on, eval runs the
-        # masked-dense path, so gradients (e.g. to the input) stay correct
-        sparse = self.sparse_compute and not self.training and not torch.is_grad_enabled()
+        # masked-dense path, so gradients (e.g. to the input) stay correct; so does a trace or export
+        sparse = self.sparse_compute and not self.training and not torch.is_grad_enabled() and not recording_graph()
         feat, aux = self.adam(
             feat, self.early_exit, self.halt_eps, sparse, need_confidences=return_aux or self.training)
         feat = residual_blocks(self.decoder, feat).add_(head)
