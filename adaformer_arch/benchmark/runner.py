@@ -7,11 +7,7 @@ from typing import Callable, Dict, List, Tuple
 import torch
 from torch import Tensor, nn
 
-
-def sync(device: torch.device) -> None:
-    """Wait for the device's queued work (CUDA runs asynchronously), so that a clock read after it is fair."""
-    if device.type == 'cuda':
-        torch.cuda.synchronize(device)
+from ..utils.device_clock import sync
 
 
 def round_order(names: List[str], round_index: int) -> List[str]:

@@ -19,10 +19,11 @@ from basicsr.metrics import calculate_psnr
 from basicsr.utils import img2tensor, tensor2img
 
 from ..data.image_io import hr_fits_lr, image_size
+from ..utils.device_clock import sync
 from .macs import profile
 from .networks import bare
 from .options import BenchError
-from .runner import round_order, sync
+from .runner import round_order
 
 
 def dataset_pairs(hr_dir: str, lr_dir: str, scale: int) -> List[Dict[str, str]]:

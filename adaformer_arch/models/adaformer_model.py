@@ -18,8 +18,8 @@ from basicsr.utils.registry import MODEL_REGISTRY
 
 from ..archs.adaformer_arch import AdaFormer, pad_to_multiple
 from ..archs.token_halting import ConfidenceEstimator
-from ..benchmark.runner import sync
 from ..utils.atomic_io import atomic_write, torch_save_is_atomic
+from ..utils.device_clock import sync
 from ..utils.halting_maps import confidence_to_png, depth_to_png, halting_depth, halting_maps, window_to_pixels
 from ..utils.image_io import write_array
 from ..utils.precision import (forward_in_own_dtype, in_precision, mixed_precision, parse_autocast, parse_dtype,
