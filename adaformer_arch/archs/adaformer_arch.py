@@ -1,5 +1,6 @@
 """AdaFormer (Luo et al., AAAI 2024): CNN encoder, adaptive transformer module (AdaM) with token early exit, CNN
 decoder, pixel-shuffle reconstruction."""
+import numbers
 from typing import Dict, Sequence, Tuple, Union
 
 import torch
@@ -32,6 +33,15 @@ def pad_to_multiple(x: Tensor, multiple: int) -> Tensor:
     return F.pad(x, (0, pad_w, 0, pad_h), mode=mode)
 
 
+def recording_graph() -> bool:
+    """True while ``torch.jit.trace`` (also under ``torch.onnx.export``) or ``torch.export`` records a forward.
+
+    The sparse path's kept-token sets have data-dependent sizes: a trace would freeze the sets of the example input
+    and give wrong results on any other image (without an error), and ``torch.export`` refuses them. The
+    masked-dense path computes the same result with shapes that depend only on the input size."""
+    return torch.jit.is_tracing() or torch.compiler.is_exporting()
+
+
 def channels_last(x: Tensor) -> Tensor:
     """(B, C, H, W) -> the same values in channels-last memory with the standard strides.
 
@@ -45,15 +55,6 @@ def channels_last(x: Tensor) -> Tensor:
     if recording_graph():  # a recorded graph has no memory layout (and ONNX has no in-place copy)
         return x.contiguous(memory_format=torch.channels_last)
     return torch.empty_like(x, memory_format=torch.channels_last).copy_(x)
-
-
-def recording_graph() -> bool:
-    """True while ``torch.jit.trace`` (also under ``torch.onnx.export``) or ``torch.export`` records a forward.
-
-    The sparse path's kept-token sets have data-dependent sizes: a trace would freeze the sets of the example input
-    and give wrong results on any other image (without an error), and ``torch.export`` refuses them. The
-    masked-dense path computes the same result with shapes that depend only on the input size."""
-    return torch.jit.is_tracing() or torch.compiler.is_exporting()
 
 
 def conv_macs(conv: nn.Conv2d, height: int, width: int, batch: int) -> int:
@@ -241,7 +242,7 @@ class AdaFormer(nn.Module):
     @halt_eps.setter
     def halt_eps(self, value: float) -> None:
         # 1 would halt every token after the first block, a negative value or NaN would never halt one
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value < 1.0:
+        if isinstance(value, bool) or not isinstance(value, numbers.Real) or not 0.0 <= value < 1.0:
             raise ValueError(f'halt_eps must be in [0, 1), got {value!r}')
         self._halt_eps = float(value)
 
