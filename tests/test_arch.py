@@ -9,7 +9,7 @@ from torch.nn import functional as F
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.archs import chunking, token_halting, tsab
-from adaformer_arch.archs.adaformer_arch import AdaFormer, residual_blocks
+from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
 from adaformer_arch.archs.token_linear import token_linear
@@ -34,6 +34,9 @@ def test_registry_and_paper_defaults():
     params = sum(p.numel() for p in net.parameters())
     assert 1.55e6 < params < 1.70e6, params  # the paper's release: about 1.60 M
     assert len(net.adam.blocks) == 6 and net.window_size == 8
+    block = net.adam.blocks[0]
+    assert block.local_attn.num_heads == 4 and block.global_attn.num_heads == 4  # docs/decisions.md, "Heads"
+    assert net.adam.estimator.conv1.out_channels == 8  # "Estimator width"
     assert net.adam.blocks[0].global_attn.prototypes.shape == (16, 64)
     protos = net.adam.blocks[0].global_attn.prototypes
     assert torch.allclose(protos, torch.ones_like(protos), atol=0.2)  # initialised at 1 ...
@@ -312,7 +315,8 @@ def test_macs_per_pixel_close_to_paper():
     with torch.no_grad():
         _, aux = net(torch.rand(1, 3, 64, 64), return_aux=True)
     per_pixel = aux['macs'] / (64 * 64)
-    assert 1.4e6 < per_pixel < 1.8e6, per_pixel  # paper Table 3: ~1.53 M MACs per LR pixel (no estimator)
+    # paper Table 3: ~1.53 M MACs per LR pixel; this count includes the estimator that return_aux runs (0.028 M)
+    assert 1.4e6 < per_pixel < 1.8e6, per_pixel
 
 
 @pytest.mark.parametrize('kwargs', [
@@ -431,6 +435,59 @@ def test_halt_eps_set_after_loading_is_checked(value):
         net.halt_eps = value
     net.halt_eps = 0.2
     assert net.halt_eps == 0.2 and copy.deepcopy(net).halt_eps == 0.2
+
+
+def test_a_new_network_halts_nothing_so_that_every_block_trains():
+    """docs/decisions.md, "Estimator start": the estimator's last bias starts at -3 (C ~ 0.05 per block), so at the
+    start of training R stays far below 1 - eps and no token or window halts in any block."""
+    net = small_net(depth=6).train()
+    assert torch.all(net.adam.estimator.conv2.bias == -3.0)
+    _, aux = net(torch.rand(2, 3, 16, 16), return_aux=True)
+    assert not any(m.any() for m in aux['global_halted'] + aux['local_halted'])
+    assert all(c.max() < 0.2 for c in aux['confidences'])
+
+
+def test_residual_around_adam_and_from_the_head_to_the_decoder():
+    """docs/decisions.md, "Residuals": AdaM adds its result to its input (zero conv_out: AdaM is the identity), and
+    the head conv's output is added to the decoder's (the network written out from its parts)."""
+    net = small_net().eval()
+    x = torch.rand(1, 3, 16, 16)
+    with torch.no_grad():
+        head, feat = net.encode(x)
+        identity_adam = copy.deepcopy(net.adam)
+        identity_adam.conv_out.weight.zero_()
+        identity_adam.conv_out.bias.zero_()
+        same, _ = identity_adam(feat.clone(), net.early_exit, net.halt_eps, True, need_confidences=False)
+        assert torch.equal(same, feat)
+        adam_out, _ = net.adam(feat, net.early_exit, net.halt_eps, True, need_confidences=False)
+        decoded = residual_blocks(net.decoder, adam_out) + head
+        expected = net.pixel_shuffle(net.conv_up(decoded)) / net.img_range + net.mean
+        assert (net(x) - expected).abs().max() <= 1e-6
+
+
+@pytest.mark.parametrize('size, mode', [((5, 7), 'reflect'), ((2, 3), 'replicate'), ((8, 4), None)])
+def test_inputs_are_padded_at_the_bottom_right_by_reflection(size, mode):
+    """docs/decisions.md, "Any input size": bottom/right padding to a multiple of the window, reflected, or
+    replicated where the image is smaller than the pad; nothing for multiples."""
+    x = torch.rand(1, 3, *size)
+    padded = pad_to_multiple(x, 4)
+    if mode is None:
+        assert padded is x
+    else:
+        h, w = size
+        assert torch.equal(padded, F.pad(x, (0, -w % 4, 0, -h % 4), mode=mode))
+
+
+def test_windows_needing_the_estimator_are_those_with_an_open_decision():
+    """docs/decisions.md, "Estimator cost in inference": a window is recomputed while its local decision is open
+    or one of its tokens is still kept by the global branch; a window halted in both branches is not."""
+    state = token_halting.HaltingState(window_size=2, threshold=0.95)
+    r = torch.tensor([[1.0, 1.0, 0.5, 0.5],   # windows (2x2): 0 fully halted, 1 open
+                      [1.0, 1.0, 0.5, 0.5],
+                      [1.0, 1.0, 1.0, 1.0],   # 2: window mean 0.975 halts it, one token (0.9) still open;
+                      [1.0, 0.9, 1.0, 1.0]])  # 3: fully halted
+    state.update(r.view(1, 1, 4, 4))
+    assert state.needed_windows().tolist() == [[False, True, True, False]]
 
 
 def test_fast_tanh():
