@@ -14,7 +14,8 @@ from basicsr.data.paired_image_dataset import PairedImageDataset
 from basicsr.utils.matlab_functions import imresize
 
 from adaformer_arch.data.prepare import main as prepare
-from adaformer_arch.data.jobs import InputError
+from adaformer_arch.data import jobs
+from adaformer_arch.data.jobs import InputError, JobResult, run_jobs
 from adaformer_arch.data.provenance import LOCK_NAME, RECORD_NAME, claim_outputs
 from helpers import run_cli
 
@@ -433,3 +434,18 @@ def test_in_place_div2k_hr_is_not_left_unconverted(tmp_path, capsys):
     assert '0802.png: 32x32 needs 16-bit converted to 8-bit, but the HR output folder is the input folder' in summary
     assert '0803.png: the file is empty (0 bytes)' in summary
     assert names(tmp_path / 'd' / 'DIV2K_valid_LR_bicubic' / 'X4') == ['0801x4.png']
+
+
+def _report_inherited_state(task: str) -> JobResult:
+    """A worker that reports whether it inherited the parent's run-time state (see the test below)."""
+    return JobResult(source=task, notes=[str(getattr(jobs, 'set_in_the_parent', False))])
+
+
+def test_workers_do_not_inherit_the_parents_threads(monkeypatch):
+    """--workers start from a clean process, not a fork of the caller: a fork copies the caller's OpenMP and OpenCV
+    thread pools without their threads, and workers forked from a long-lived process that had used both hung at
+    0 % CPU (seen in the test suite). State the caller set at run time is what a fork would carry over."""
+    monkeypatch.setattr(jobs, 'set_in_the_parent', True, raising=False)
+    results = run_jobs(_report_inherited_state, ['a', 'b', 'c'], workers=2, desc='check')
+    assert [r.source for r in results] == ['a', 'b', 'c']
+    assert all(r.notes == ['False'] for r in results)

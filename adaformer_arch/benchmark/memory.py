@@ -1,6 +1,6 @@
 """Peak memory of one inference.
 
-CPU: each (network, size) is measured in its own fresh process (``multiprocessing`` forkserver, with
+CPU: each (network, size) is measured in its own fresh process (``utils.clean_processes``: forkserver, with
 ``adaformer_arch`` preloaded so that starting one is cheap; spawn where forkserver is missing), so no measurement
 inherits memory that another network or size left in the allocator. The child applies the same allocator mode and
 thread count, builds the network, runs one 16x16 forward (thread pools and library workspaces get created), then
@@ -20,6 +20,7 @@ from typing import Optional
 import torch
 from torch import Tensor, nn
 
+from ..utils.clean_processes import clean_context
 from .allocator import apply_allocator
 from .networks import build
 from .options import NetworkSpec
@@ -55,14 +56,6 @@ def _child_peak_rss(spec: NetworkSpec, scale: int, random_weights: bool, where: 
     return max(0, peak - before) * 1024
 
 
-def _context() -> multiprocessing.context.BaseContext:
-    if 'forkserver' in multiprocessing.get_all_start_methods():
-        ctx = multiprocessing.get_context('forkserver')
-        ctx.set_forkserver_preload(['adaformer_arch'])
-        return ctx
-    return multiprocessing.get_context('spawn')
-
-
 def cpu_peak_memory(spec: NetworkSpec, scale: int, random_weights: bool, where: str, lq: Tensor, threads: int,
                     allocator_mode: str) -> Optional[int]:
     """Peak RSS increase in bytes of ``net(lq)`` measured in a fresh process; None where /proc is unavailable."""
@@ -75,7 +68,7 @@ def cpu_peak_memory(spec: NetworkSpec, scale: int, random_weights: bool, where: 
 def measuring_pool() -> multiprocessing.pool.Pool:
     """A one-process pool for one measurement. The child ignores SIGINT: a Ctrl-C in the terminal reaches the whole
     process group, and the bench (the parent) reports it once and ends the pool."""
-    return _context().Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN), maxtasksperchild=1)
+    return clean_context().Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN), maxtasksperchild=1)
 
 
 @torch.no_grad()

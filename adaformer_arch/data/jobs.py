@@ -6,7 +6,6 @@ for outputs of the same input and settings: :mod:`.provenance` refuses a run who
 ones, and :func:`size_mismatch` skips an image whose existing output is not the crop this run makes. The output
 folders are checked up front (:func:`check_output_folders`).
 """
-import multiprocessing
 import os
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
@@ -19,6 +18,7 @@ from tqdm import tqdm
 
 from basicsr.utils import scandir
 
+from ..utils.clean_processes import clean_context
 from ..utils.image_io import ImageReadError, write_array
 from ..utils.output_folder import folder_problem
 from .image_io import image_size, read_image
@@ -115,7 +115,7 @@ def run_jobs(worker: Callable[[Task], JobResult], tasks: Sequence[Task], workers
                 results.append(worker(task))
                 bar.update()
         else:
-            with multiprocessing.Pool(min(workers, len(tasks)), initializer=_single_threaded) as pool:
+            with clean_context().Pool(min(workers, len(tasks)), initializer=_single_threaded) as pool:
                 for result in pool.imap_unordered(worker, tasks):
                     results.append(result)
                     bar.update()
