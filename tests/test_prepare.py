@@ -443,8 +443,8 @@ def _report_inherited_state(task: str) -> JobResult:
 
 def test_workers_do_not_inherit_the_parents_threads(monkeypatch):
     """--workers start from a clean process, not a fork of the caller: a fork copies the caller's OpenMP and OpenCV
-    thread pools without their threads, and workers forked from a long-lived process that had used both hung at
-    0 % CPU (seen in the test suite). State the caller set at run time is what a fork would carry over."""
+    thread pools without their threads, and workers forked from the test process hung once at 0 % CPU in a full
+    suite run. State the caller set at run time is what a fork would carry over."""
     monkeypatch.setattr(jobs, 'set_in_the_parent', True, raising=False)
     results = run_jobs(_report_inherited_state, ['a', 'b', 'c'], workers=2, desc='check')
     assert [r.source for r in results] == ['a', 'b', 'c']
