@@ -211,15 +211,13 @@ class AdaFormer(nn.Module):
         super().__init__()
         if len(rgb_mean) != num_in_ch:
             raise ValueError(f'rgb_mean has {len(rgb_mean)} values but num_in_ch={num_in_ch}')
-        if isinstance(upscale, bool) or not isinstance(upscale, int) or upscale < 1:
-            raise ValueError(f'upscale must be a positive integer, got {upscale!r}')
+        for name, value in (('upscale', upscale), ('window_size', window_size)):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f'{name} must be a positive integer, got {value!r}')
         if estimator_dim < 1:
             raise ValueError(f'estimator_dim must be >= 1, got {estimator_dim}')
-        if isinstance(window_size, bool) or not isinstance(window_size, int) or window_size < 1:
-            raise ValueError(f'window_size must be a positive integer, got {window_size!r}')
         self.upscale = upscale
         self.window_size = window_size
-        self.num_in_ch = num_in_ch
         self.img_range = img_range
         self.halt_eps = halt_eps  # checked by the property
         self.early_exit = early_exit
@@ -249,8 +247,9 @@ class AdaFormer(nn.Module):
     def check_input(self, lq: Tensor) -> None:
         """Raises a ValueError for what the network would otherwise broadcast or misread: ``lq`` must be a
         floating-point (B, num_in_ch, h, w) tensor (values in [0, 1])."""
-        if lq.dim() != 4 or lq.shape[1] != self.num_in_ch:
-            raise ValueError(f'AdaFormer takes a (B, {self.num_in_ch}, h, w) tensor, got shape {tuple(lq.shape)} '
+        channels = self.conv_first.in_channels
+        if lq.dim() != 4 or lq.shape[1] != channels:
+            raise ValueError(f'AdaFormer takes a (B, {channels}, h, w) tensor, got shape {tuple(lq.shape)} '
                              '(a single image needs a batch dimension: lq.unsqueeze(0))')
         if not lq.is_floating_point():
             raise ValueError(f'AdaFormer takes floating-point input in [0, 1], got {lq.dtype} (for 8-bit images: '

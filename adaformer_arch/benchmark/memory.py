@@ -11,7 +11,6 @@ memory the forward itself needed (activations, workspaces, allocator overhead), 
 CUDA: in the benchmark process, ``torch.cuda.max_memory_allocated()`` during one forward minus the memory allocated
 before it (tensors only; the caching allocator's reserve and the CUDA context are not counted).
 """
-import multiprocessing
 import multiprocessing.pool
 import os
 import signal
@@ -68,7 +67,8 @@ def cpu_peak_memory(spec: NetworkSpec, scale: int, random_weights: bool, where: 
 def measuring_pool() -> multiprocessing.pool.Pool:
     """A one-process pool for one measurement. The child ignores SIGINT: a Ctrl-C in the terminal reaches the whole
     process group, and the bench (the parent) reports it once and ends the pool."""
-    return clean_context().Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN), maxtasksperchild=1)
+    return clean_context().Pool(1, initializer=signal.signal, initargs=(signal.SIGINT, signal.SIG_IGN),
+                                maxtasksperchild=1)
 
 
 @torch.no_grad()

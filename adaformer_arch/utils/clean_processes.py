@@ -3,8 +3,9 @@
 A plain ``fork`` copies a process whose OpenMP (PyTorch) and OpenCV thread pools may be running, but not their
 threads: the child can then wait forever on a lock or a thread that no longer exists. Seen once: the two workers
 of ``basicsr prepare --workers 2``, forked from the long-lived process of a full test-suite run, stuck at 0 % CPU
-(not reproduced in isolation; forking a threaded process is the known hazard). The forkserver starts children from a fresh single-threaded server process (``adaformer_arch``
-preloaded there, so a child starts in milliseconds); spawn where there is no forkserver.
+(not reproduced in isolation; forking a threaded process is the known hazard). The forkserver starts children
+from a fresh single-threaded server process (``adaformer_arch`` preloaded there, so a child starts in
+milliseconds); spawn where there is no forkserver.
 """
 import multiprocessing
 
