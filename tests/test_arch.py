@@ -8,7 +8,8 @@ import torch
 from torch.nn import functional as F
 
 import adaformer_arch  # noqa: F401
-from adaformer_arch.archs import chunking, token_halting, tsab
+from adaformer_arch.archs import chunking, cpu_route, token_halting, tsab, window_attention
+from adaformer_arch.archs import token_linear as token_linear_module
 from adaformer_arch.archs.adaformer_arch import AdaFormer, pad_to_multiple, residual_blocks
 from adaformer_arch.archs.conv_floor_arch import AdaFormerConvFloor
 from adaformer_arch.archs.prototype_attention import PrototypeAttention
@@ -111,6 +112,42 @@ def test_sparse_equals_masked_dense(bias, chunk_tokens, monkeypatch):
         assert 0.0 < halted < 1.0
     if bias > -5:
         assert aux_sparse['macs'] < aux_dense['macs']
+
+
+@pytest.mark.parametrize('bias', [0.0, 0.6])  # partial halting at two levels
+def test_gpu_route_equals_cpu_route_and_masked_dense(bias, monkeypatch):
+    """The sparse path a GPU takes (``F.linear``, fused attention, chunks of ``CHUNK_TOKENS``) cannot run here for
+    lack of a GPU. Sent down that route on CPU tensors, it calls none of the CPU route's kernels and gives the CPU
+    route's result (other kernels for the attention and the linears), the masked-dense result of the same route
+    and the same halting decisions."""
+    calls = []
+
+    def spy(name, fn):
+        return lambda *args: calls.append(name) or fn(*args)
+
+    monkeypatch.setattr(window_attention, 'attention_per_head', spy('attention', window_attention.attention_per_head))
+    monkeypatch.setattr(token_linear_module, 'as_convolution', spy('linear', token_linear_module.as_convolution))
+    monkeypatch.setattr(tsab, 'CHUNK_TOKENS', 40)  # several chunks on either route, as at real image sizes
+    monkeypatch.setattr(tsab, 'INFERENCE_CHUNK_TOKENS', 40)
+    monkeypatch.setattr(token_halting, 'CHUNK_TOKENS', 40)
+    net = small_net().eval()
+    set_confidence_bias(net, bias)
+    x = torch.rand(2, 3, 16, 20)
+    x[1] = x[1] * 0.1
+    out_cpu, aux_cpu = run(net, x, True)
+    assert set(calls) == {'attention', 'linear'}
+    calls.clear()
+    monkeypatch.setattr(cpu_route, 'on_cpu_route', lambda tensor: False)
+    out_gpu, aux_gpu = run(net, x, True)
+    out_dense, aux_dense = run(net, x, False)
+    assert not calls
+    assert (out_gpu - out_cpu).abs().max() <= 1e-5
+    assert (out_gpu - out_dense).abs().max() <= 1e-5
+    for key in ('global_halted', 'local_halted'):
+        for a, b, c in zip(aux_gpu[key], aux_cpu[key], aux_dense[key]):
+            assert torch.equal(a, b) and torch.equal(a, c)
+    assert 0.0 < torch.stack(aux_gpu['global_halted'][1:]).float().mean().item() < 1.0
+    assert aux_gpu['macs'] == aux_cpu['macs']
 
 
 @pytest.mark.parametrize('h, w', [(16, 24), (8, 8), (24, 8), (4, 12)])

@@ -5,6 +5,8 @@ import torch
 from torch import Tensor
 from torch.nn import functional as F
 
+from . import cpu_route
+
 ROW_BUCKET = 256  # token counts are rounded up to a multiple of this (a 4096-token chunk: at most 16 shapes)
 # On one thread the tokens go to the convolution as this many images of one row each: PyTorch sends a 1x1 convolution
 # of fewer than 16 images on one thread to its slow generic path (a BLAS GEMM, as F.linear) instead of oneDNN. With
@@ -27,7 +29,7 @@ def token_linear(x: Tensor, weight: Tensor, bias: Optional[Tensor]) -> Tensor:
     gathered token sets of the sparse path have a new length almost every call, so the rows are padded with zeros
     to a multiple of ``ROW_BUCKET``: a few shapes per layer, built once, instead of a new kernel per call.
     """
-    if x.device.type != 'cpu' or torch.is_grad_enabled() or x.dim() != 2 or not x.is_contiguous():
+    if not cpu_route.on_cpu_route(x) or x.dim() != 2 or not x.is_contiguous():
         return F.linear(x, weight, bias)
     n, c_in = x.shape
     pad = -n % ROW_BUCKET

@@ -19,6 +19,7 @@ from typing import Iterator, Optional, Tuple
 import torch
 from torch import Tensor, nn
 
+from . import cpu_route
 from .chunking import CHUNK_TOKENS, bucketed, chunked
 from .prototype_attention import PrototypeAttention
 from .token_linear import ROW_BUCKET, token_linear
@@ -133,7 +134,7 @@ class TSAB(nn.Module):
         b, h, w, d = x.shape
         s = self.local_attn.window_size
         n = s * s
-        chunk_tokens = INFERENCE_CHUNK_TOKENS if x.device.type == 'cpu' else CHUNK_TOKENS
+        chunk_tokens = INFERENCE_CHUNK_TOKENS if cpu_route.on_cpu_route(x) else CHUNK_TOKENS
         bias = self.local_attn.position_bias()
         macs = 0
         for i in range(b):

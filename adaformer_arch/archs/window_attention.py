@@ -8,6 +8,7 @@ import torch
 from torch import Tensor, nn
 from torch.nn import functional as F
 
+from . import cpu_route
 from .token_linear import token_linear
 
 
@@ -103,7 +104,7 @@ class WindowAttention(nn.Module):
         """(K, S*S, D) normalised window tokens, (1, heads, S*S, S*S) bias -> (K, S*S, D) attention output."""
         k, n, d = windows.shape
         qkv = token_linear(windows.reshape(k * n, d), self.qkv.weight, self.qkv.bias)
-        if windows.device.type == 'cpu' and not torch.is_grad_enabled():
+        if cpu_route.on_cpu_route(windows):
             out = attention_per_head(qkv.view(k, n, 3 * d), bias, self.num_heads)
         else:
             qkv = qkv.view(k, n, 3, self.num_heads, d // self.num_heads).permute(2, 0, 3, 1, 4)
