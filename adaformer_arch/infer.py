@@ -267,10 +267,14 @@ def try_process(path: str, net: AdaFormer, args: argparse.Namespace, device: tor
     except RuntimeError as err:
         if not is_out_of_memory(err):
             raise
-        if device.type == 'cuda':
-            torch.cuda.empty_cache()  # give the failed image's cached blocks back before the next one
-        return f'out of memory ({err}); use --tile 256 (or smaller)'
-    return None
+        why = f'out of memory ({err}); use --tile 256 (or smaller)'
+    else:
+        return None
+    # give the failed image's cached blocks back before the next one; only here, after the handler: the error's
+    # traceback holds the failed forward's frames, and with them its tensors, until the handler ends
+    if device.type == 'cuda':
+        torch.cuda.empty_cache()
+    return why
 
 
 def is_out_of_memory(err: RuntimeError) -> bool:

@@ -4,6 +4,7 @@ default)."""
 import argparse
 import copy
 import pickle
+import weakref
 from pathlib import Path
 from typing import List, Tuple
 
@@ -350,6 +351,17 @@ def test_out_of_memory_is_reported_per_image_and_other_errors_are_not(monkeypatc
     monkeypatch.setattr(infer, 'process', failing(cpu_oom))
     why = infer.try_process('big.png', None, None, torch.device('cpu'), None, 0, 'big')
     assert why.startswith('out of memory') and 'use --tile 256' in why
+
+    def gpu_oom(*args, **kwargs):
+        activations = torch.empty(16)  # stands for the failed forward's tensors, held by the error's traceback
+        alive.append(weakref.ref(activations))
+        raise torch.OutOfMemoryError('CUDA out of memory. Tried to allocate 2.00 GiB')
+
+    alive, when_emptied = [], []
+    monkeypatch.setattr(infer, 'process', gpu_oom)
+    monkeypatch.setattr(torch.cuda, 'empty_cache', lambda: when_emptied.append(alive[0]() is not None))
+    why = infer.try_process('big.png', None, None, torch.device('cuda'), None, 0, 'big')
+    assert why.startswith('out of memory') and when_emptied == [False]  # emptied once the tensors were freed
     lost = RuntimeError('CUDA error: an illegal memory access was encountered')
     monkeypatch.setattr(infer, 'process', failing(lost))
     with pytest.raises(RuntimeError, match='illegal memory access'):

@@ -1,6 +1,10 @@
 """AdaFormerModel: the total loss is L1 + alpha * L_USL, and what it logs."""
+import importlib
+import threading
+
 import pytest
 import torch
+from torch import nn
 
 import adaformer_arch  # noqa: F401
 from adaformer_arch.losses.uncertainty_loss import UncertaintyLoss
@@ -134,6 +138,46 @@ def test_data_parallel_gathers_the_training_forward(monkeypatch):
     assert aux['macs_for_aux'] == replicas[0][1]['macs_for_aux'] + replicas[1][1]['macs_for_aux'] > 0
     assert [c.shape[0] for c in aux['confidences']] == [2] * len(replicas[0][1]['confidences'])
     assert torch.equal(aux['global_halted'][-1], torch.cat([r[1]['global_halted'][-1] for r in replicas]))
+
+
+class AutocastProbe(nn.Module):
+    """A replica that returns the autocast dtype it runs under on the CPU (None: autocast off) and its keyword."""
+
+    def forward(self, x: torch.Tensor, return_aux: bool = False):
+        return (torch.get_autocast_dtype('cpu') if torch.is_autocast_enabled('cpu') else None), return_aux
+
+
+def threaded_apply(modules, inputs, kwargs, devices):
+    """What ``torch.nn.parallel.parallel_apply`` does with autocast, on the CPU: every replica in a thread of its
+    own, autocast turned on there if the caller had it on, without a dtype."""
+    enabled, results = torch.is_autocast_enabled('cpu'), [None] * len(modules)
+
+    def worker(i):
+        with torch.amp.autocast('cpu', enabled=enabled):
+            results[i] = modules[i](*inputs[i], **kwargs[i])
+
+    threads = [threading.Thread(target=worker, args=(i, )) for i in range(len(modules))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_data_parallel_replicas_run_in_the_callers_autocast_dtype(monkeypatch):
+    """DataParallel's replica threads turn autocast on without a dtype, so they ran in the device's default dtype
+    (float16 on CUDA) instead of the caller's (bfloat16 for ``train.autocast``). No GPU here: the stand-in does the
+    same on the CPU, whose default is bfloat16, and the caller asks for float16."""
+    data_parallel_module = importlib.import_module('torch.nn.parallel.data_parallel')  # the attribute is a function
+    monkeypatch.setattr(data_parallel_module, 'parallel_apply', threaded_apply)
+    plain, ours = torch.nn.DataParallel(AutocastProbe()), AuxDataParallel(AutocastProbe())
+    plain.src_device_obj = ours.src_device_obj = torch.device('cpu')  # DataParallel built without a GPU has none
+    x = torch.rand(1, 3, 4, 4)
+    args = ([AutocastProbe(), AutocastProbe()], [(x, ), (x, )], [{'return_aux': True}] * 2)
+    with torch.autocast('cpu', dtype=torch.float16):
+        assert plain.parallel_apply(*args) == [(torch.bfloat16, True)] * 2  # what the replicas saw before
+        assert ours.parallel_apply(*args) == [(torch.float16, True)] * 2
+    assert ours.parallel_apply(*args) == [(None, True)] * 2
 
 
 def test_several_gpus_without_a_launcher_get_aux_data_parallel(model, monkeypatch):

@@ -5,16 +5,32 @@ on a multi-GPU machine, plain ``basicsr train``). DataParallel merges the replic
 concatenates tensors and recurses into tuples, lists and dicts, but cannot merge a Python number: AdaFormer's
 ``aux['macs']`` (an int per replica) made the first training step fail with ``TypeError: 'int' object is not
 iterable``.
-"""
-from typing import Any, List
 
+DataParallel also runs each replica in a thread of its own and turns autocast on there without a dtype
+(``torch.nn.parallel.parallel_apply``), so the replicas ran in the device's default autocast dtype (float16 on CUDA,
+without a loss scaler) whatever the caller chose: ``train.autocast: bfloat16`` silently trained in float16.
+"""
+from typing import Any, List, Sequence
+
+import torch
+from torch import nn
 from torch.nn import DataParallel
+
+from ..utils.precision import Autocast
 
 
 class AuxDataParallel(DataParallel):
-    """DataParallel that sums the replicas' integer ``aux`` entries (``macs``, ``macs_for_aux``: MACs of the
-    whole batch) and gathers everything else as DataParallel does (the output and the aux tensors concatenated
-    along the batch)."""
+    """DataParallel that runs its replicas in the caller's autocast dtype, sums their integer ``aux`` entries
+    (``macs``, ``macs_for_aux``: MACs of the whole batch) and gathers everything else as DataParallel does (the
+    output and the aux tensors concatenated along the batch)."""
+
+    def parallel_apply(self, replicas: Sequence[nn.Module], inputs: Sequence[Any], kwargs: Any) -> List[Any]:
+        """Each replica under the caller's autocast dtype (see the module docstring)."""
+        device_type = self.src_device_obj.type
+        if torch.is_autocast_enabled(device_type):
+            dtype = torch.get_autocast_dtype(device_type)
+            replicas = [Autocast(replica, dtype) for replica in replicas]
+        return super().parallel_apply(replicas, inputs, kwargs)
 
     def gather(self, outputs: List[Any], output_device: Any) -> Any:
         first = outputs[0]
