@@ -52,6 +52,8 @@ def _patch_dist() -> None:
             return
         # CPU-only: gloo is the backend that works without CUDA; init_process_group reads RANK/WORLD_SIZE/
         # MASTER_ADDR from the environment torchrun sets
+        if 'RANK' not in os.environ:  # outside torchrun: the KeyError of BasicSR's own launcher, which the option
+            raise KeyError('RANK')  # checks turn into a message (option_checks._missing_key)
         dist.init_process_group(backend='gloo', **kwargs)
 
     dist_util._init_dist_pytorch = init_dist_pytorch

@@ -474,6 +474,50 @@ def test_test_options_with_save_img_need_a_suffix(data):
     assert problems(opt, is_train=False)[0].startswith('val.suffix is missing')
 
 
+def test_misspelt_and_missing_dataset_keys_are_named(data):
+    """BasicSR ignores a misspelt PairedImageDataset key (its default is used: no flips, another file name template)
+    and fails with a bare KeyError, mid-run, on a missing one it indexes."""
+    opt = train_options(data)
+    train = opt['datasets']['train']
+    train['use_flip'] = train.pop('use_hflip')
+    train['batch_size'] = train.pop('batch_size_per_gpu')
+    opt['datasets']['val']['filename_tmp'] = opt['datasets']['val'].pop('filename_tmpl')
+    assert problems(opt) == [
+        "datasets.train.use_flip: PairedImageDataset has no such option; did you mean 'use_hflip'? Fix the spelling.",
+        "datasets.train: PairedImageDataset needs 'batch_size_per_gpu' (is 'batch_size' meant?); add it",
+        "datasets.val.filename_tmp: PairedImageDataset has no such option; did you mean 'filename_tmpl'? Fix the "
+        'spelling.']
+    opt = eval_options(data, tiny_weights(data))
+    test = opt['datasets']['test_1']
+    test['dataroot_gtt'] = test.pop('dataroot_gt')
+    del test['io_backend']
+    assert problems(opt, is_train=False) == [
+        "datasets.test_1.dataroot_gtt: PairedImageDataset has no such option; did you mean 'dataroot_gt'? Fix the "
+        'spelling.', "datasets.test_1: PairedImageDataset needs 'io_backend'; add it"]
+
+
+def test_misspelt_top_level_keys_and_a_test_without_val_are_named(data):
+    """``basicsr test`` indexes val and val.save_img (after it has archived the previous results); a misspelt
+    top-level key such as manual_seed was silently ignored."""
+    opt = eval_options(data, tiny_weights(data))
+    opt['vall'] = opt.pop('val')
+    opt['manual_sead'] = 0
+    assert problems(opt, is_train=False) == [
+        "vall: BasicSR has no such option; did you mean 'val'? Fix the spelling.",
+        "manual_sead: BasicSR has no such option; did you mean 'manual_seed'? Fix the spelling."]
+    opt = eval_options(data, tiny_weights(data))
+    del opt['val']
+    assert problems(opt, is_train=False) == ['val is missing: basicsr test needs a val block (save_img, metrics); '
+                                             'add it']
+    opt = eval_options(data, tiny_weights(data))
+    del opt['val']['save_img']
+    assert problems(opt, is_train=False) == ['val.save_img is missing: basicsr test needs it (true writes the SR '
+                                             'images); add it']
+    opt = train_options(data)
+    del opt['val']
+    assert check_options(parsed(opt)) == []  # training needs no validation
+
+
 def test_all_problems_are_reported_at_once(data):
     opt = train_options(data)
     opt['network_g']['window_sizes'] = 4
@@ -483,9 +527,9 @@ def test_all_problems_are_reported_at_once(data):
 
 
 def _run(args: List[str], cwd: Path) -> subprocess.Popen:
+    env = {k: v for k, v in os.environ.items() if k not in ('RANK', 'WORLD_SIZE', 'LOCAL_RANK')}  # not torchrun's
     return subprocess.Popen([sys.executable, '-m', 'adaformer_arch.cli', *args], cwd=cwd, text=True,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            env=dict(os.environ, OMP_NUM_THREADS='1'))
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=dict(env, OMP_NUM_THREADS='1'))
 
 
 def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path):
@@ -499,16 +543,25 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
     list_datasets = dict(train_options(data), datasets=[1])
     bad_value = train_options(data)
     bad_value['network_g']['halt_eps'] = 1.5
+    no_val = eval_options(data, tiny_weights(data))
+    no_val['vall'] = no_val.pop('val')
     runs = [  # side by side: each start-up takes seconds
         _run(['train', '-opt', str(write_yaml(tmp_path / 'train.yml', bad_train))], tmp_path),
         _run(['test', '-opt', str(write_yaml(tmp_path / 'test.yml', bad_test))], tmp_path),
         _run(['train', '-opt', str(write_yaml(tmp_path / 'none.yml', no_datasets))], tmp_path),
         _run(['train', '-opt', str(write_yaml(tmp_path / 'list.yml', list_datasets))], tmp_path),
         _run(['train', '-opt', str(write_yaml(tmp_path / 'value.yml', bad_value))], tmp_path),
+        _run(['test', '-opt', str(write_yaml(tmp_path / 'no_val.yml', no_val))], tmp_path),
+        _run(['train', '-opt', str(write_yaml(tmp_path / 'good.yml', train_options(data))), '--launcher', 'pytorch'],
+             tmp_path),  # outside torchrun
     ]
-    (train_out, train_err), (test_out, test_err), (_, none_err), (_, list_err), (_, value_err) = (
-        run.communicate(timeout=300) for run in runs)
-    assert [run.returncode for run in runs] == [2, 2, 2, 2, 2]
+    (train_out, train_err), (test_out, test_err), (_, none_err), (_, list_err), (_, value_err), (_, no_val_err), (
+        _, launcher_err) = (run.communicate(timeout=300) for run in runs)
+    assert [run.returncode for run in runs] == [2, 2, 2, 2, 2, 2, 2]
+    assert no_val_err == (f"basicsr: error: {tmp_path}/no_val.yml: vall: BasicSR has no such option; did you mean "
+                          "'val'? Fix the spelling.\n")
+    assert launcher_err.startswith(f'basicsr: error: {tmp_path}/good.yml: the environment variable RANK is not set: '
+                                   '--launcher pytorch runs under torchrun')
     assert list_err.startswith(f'basicsr: error: {tmp_path}/list.yml: the options are not laid out as BasicSR expects')
     assert value_err.startswith(f'basicsr: error: {tmp_path}/value.yml: network_g: AdaFormer cannot be built from '
                                 'these arguments: ValueError: halt_eps must be in [0, 1), got 1.5')
@@ -518,7 +571,7 @@ def test_commands_exit_with_a_clear_error_before_anything_starts(data, tmp_path)
                                'network_g.upscale is 2')
     assert 'datasets.test_1: 4 of 4 HR/LR pairs do not fit scale 4' in test_err  # the data are x2
     assert none_err.startswith(f"basicsr: error: {tmp_path}/none.yml: the required option 'datasets' is missing")
-    assert 'Traceback' not in train_err + test_err + none_err + list_err + value_err
+    assert 'Traceback' not in train_err + test_err + none_err + list_err + value_err + launcher_err
     assert not (tmp_path / 'experiments').exists() and not (tmp_path / 'results').exists()
 
 

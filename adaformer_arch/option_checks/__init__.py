@@ -32,6 +32,10 @@ MODEL_KEYS = {
               'uncertainty_opt', 'estimator_lr_mult', 'estimator_only', 'autocast'),
     'val': ('val_freq', 'save_img', 'suffix', 'metrics', 'pbar', 'save_halting_maps', 'dtype'),
 }
+# Top-level keys read by basicsr 1.4.2 from an option file (parse_options adds is_train, dist, rank, world_size,
+# auto_resume and root_path; network_* blocks are checked by name).
+TOP_KEYS = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train', 'val',
+            'logger', 'dist_params', 'find_unused_parameters')
 NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
 
 
@@ -137,6 +141,17 @@ def check_options(opt: Dict) -> List[str]:
     """Check a dict returned by BasicSR's ``parse_options``. Returns warnings; raises :class:`OptionError`."""
     problems: List[str] = []
     warnings: List[str] = []
+    meant = set()  # top-level keys that an unknown key misspells
+    for key in opt:
+        match = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=NEAR_MISS)
+        if key not in TOP_KEYS and not key.startswith('network_') and match and match[0] not in opt:
+            problems.append(f'{key}: BasicSR has no such option; did you mean {match[0]!r}? Fix the spelling.')
+            meant.add(match[0])
+    is_test = not opt.get('is_train', True)
+    if is_test and 'val' not in opt and 'val' not in meant:  # basicsr test would fail after archiving old results
+        problems.append('val is missing: basicsr test needs a val block (save_img, metrics); add it')
+    elif is_test and isinstance(opt.get('val'), dict) and 'save_img' not in opt['val']:
+        problems.append('val.save_img is missing: basicsr test needs it (true writes the SR images); add it')
     for key, cfg in opt.items():
         if key.startswith('network_') and isinstance(cfg, dict):
             problems += check_constructor(key, cfg, ARCH_REGISTRY, 'network')

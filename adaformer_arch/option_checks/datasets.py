@@ -1,6 +1,7 @@
-"""Checks of the ``datasets`` blocks: registered types, folders and files that exist, a ``filename_tmpl`` that names
-something, image folders that pair up, ``PairedImageDataset`` pairs whose sizes (read from the image headers or the
+"""Checks of the ``datasets`` blocks: registered types, the keys of a ``PairedImageDataset`` block (misspelt or
+missing), folders and files that exist, a ``filename_tmpl`` that names something, image folders that pair up, ``PairedImageDataset`` pairs whose sizes (read from the image headers or the
 LMDB ``meta_info.txt``, not by decoding) fit the scale and ``gt_size``, and a training set that fills its batches."""
+import difflib
 import math
 import os
 import re
@@ -18,6 +19,16 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from ..data.image_io import hr_fits_lr
 from .values import closest, is_integer, is_number, registered
 
+# Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
+# the prefetchers; phase and scale are set by parse_options), and those it indexes without a default.
+PAIRED_KEYS = ('name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', 'meta_info_file', 'filename_tmpl',
+               'io_backend', 'gt_size', 'use_hflip', 'use_rot', 'color', 'mean', 'std', 'batch_size_per_gpu',
+               'num_worker_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory',
+               'persistent_workers')
+PAIRED_NEEDS = ('name', 'io_backend')
+PAIRED_TRAIN_NEEDS = ('gt_size', 'use_hflip', 'use_rot', 'batch_size_per_gpu', 'num_worker_per_gpu')
+KEY_NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
+KEY_SUGGEST = 0.6  # ... above which it is named next to a missing key ('batch_size' for 'batch_size_per_gpu': 0.71)
 PAIR_CHECK_THREADS = 8
 MAX_PAIRS_NAMED = 3  # per data set; the others are counted
 SHORTFALL_WARNED = 0.01  # share of total_iter that a run may end short of without a warning
@@ -33,6 +44,9 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
         kind = dataset.get('type')
         return [f'{where}.type: no data set named {kind!r}{closest(str(kind), DATASET_REGISTRY.keys())}'], None
     if dataset['type'] == 'PairedImageDataset':
+        key_problems = _paired_key_problems(where, dataset)
+        if key_problems:
+            return key_problems, None
         missing = [key for key in ('dataroot_gt', 'dataroot_lq') if not dataset.get(key)]
         if missing:
             return [f'{where}: PairedImageDataset needs {" and ".join(missing)} (the HR and LR folders); '
@@ -76,6 +90,27 @@ def _check_dataset(where: str, dataset: Any, scale: Optional[int],
         problems.append(f'{where}: {len(unreadable)} of {len(pairs)} images cannot be read: '
                         f'{"; ".join(unreadable[:MAX_PAIRS_NAMED])}{more}. Re-save or remove them.')
     return problems, len(pairs)
+
+
+def _paired_key_problems(where: str, dataset: Dict) -> List[str]:
+    """Keys of a ``PairedImageDataset`` block that misspell one BasicSR reads (it would silently use the default:
+    ``use_flip``, ``filename_tmp``), and keys it indexes that are missing (a KeyError when the data set or its loader
+    is built, or at the first training batch), each with the unknown key that was probably meant."""
+    unknown = [key for key in dataset if key not in PAIRED_KEYS]
+    meant = {}  # unknown key -> the key it misspells
+    for key in unknown:
+        match = difflib.get_close_matches(key, PAIRED_KEYS, n=1, cutoff=KEY_NEAR_MISS)
+        if match and match[0] not in dataset:
+            meant[key] = match[0]
+    problems = [f'{where}.{key}: PairedImageDataset has no such option; did you mean {known!r}? Fix the spelling.'
+                for key, known in meant.items()]
+    for key in PAIRED_NEEDS + (PAIRED_TRAIN_NEEDS if dataset.get('phase') == 'train' else ()):
+        if key in dataset or key in meant.values():
+            continue
+        guess = difflib.get_close_matches(key, [k for k in unknown if k not in meant], n=1, cutoff=KEY_SUGGEST)
+        problems.append(f'{where}: PairedImageDataset needs {key!r}'
+                        + (f' (is {guess[0]!r} meant?)' if guess else '') + '; add it')
+    return problems
 
 
 def _check_batches(opt: Dict, pair_counts: Dict[str, int]) -> Tuple[List[str], List[str]]:
