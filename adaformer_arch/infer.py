@@ -288,6 +288,9 @@ def run(args: argparse.Namespace) -> List[Failure]:
     problem = folder_problem(args.output)
     if problem:
         raise InferError(f'cannot create the output folder {args.output} ({problem}); choose another -o')
+    if os.path.isdir(args.input) and os.path.realpath(args.input) == os.path.realpath(args.output):
+        raise InferError(f'-o {args.output} is the input folder: the outputs would sit among the inputs, and the '
+                         'next run would super-resolve them too; choose another -o')
     device = choose_device(args.device)
     net = build_network(args, device)
     tile, overlap = tile_settings(args, net.window_size)

@@ -451,15 +451,16 @@ def test_a_trace_or_export_made_without_autograd_is_right_for_other_images():
 
 
 @pytest.mark.parametrize('lq, message', [
-    (torch.rand(3, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (3, 16, 16) (a single image needs a batch'),
-    (torch.rand(1, 1, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (1, 1, 16, 16)'),
+    (torch.rand(3, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (3, 16, 16) (a single image needs a batch '
+     'dimension: lq.unsqueeze(0))'),
+    (torch.rand(1, 1, 16, 16), 'takes a (B, 3, h, w) tensor, got shape (1, 1, 16, 16)'),  # no batch hint here
     (torch.randint(0, 256, (1, 3, 16, 16), dtype=torch.uint8), 'floating-point input in [0, 1], got torch.uint8 '
      '(for 8-bit images: lq.float() / 255)'),
 ])
 def test_input_the_network_would_misread_is_refused(lq, message):
     """A 3-D or one-channel tensor would broadcast against the RGB mean into a wrong-shaped result, and 8-bit
     values would come out as garbage: each is a ValueError saying what the network takes."""
-    with pytest.raises(ValueError, match=re.escape(message)):
+    with pytest.raises(ValueError, match=re.escape(message) + '$'):
         small_net().eval()(lq)
 
 

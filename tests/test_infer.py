@@ -3,6 +3,7 @@ whole image, weights written on a GPU, and weights files that must be refused (u
 default)."""
 import argparse
 import copy
+import os
 import pickle
 import weakref
 from pathlib import Path
@@ -450,6 +451,8 @@ def test_unusable_output_folder_and_a_weights_file_that_is_an_image(model, tmp_p
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'afile', '--opt', opt, '--weights',
                               weights], capsys)
     assert code == 2 and f'cannot create the output folder {tmp_path / "afile"}' in err and 'Traceback' not in err
+    code, _, err = run_infer(['-i', tmp_path, '-o', f'{tmp_path}/./', '--opt', opt, '--weights', weights], capsys)
+    assert code == 2 and 'is the input folder' in err and sorted(os.listdir(tmp_path)) == ['afile', 'img.png']
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt, '--weights',
                               tmp_path / 'img.png'], capsys)
     assert code == 2 and 'cannot read' in err and 'as a PyTorch weights file' in err and 'run code' not in err

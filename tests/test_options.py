@@ -302,6 +302,16 @@ def test_unpaired_folders_name_the_images_without_a_partner(data):
         f'with no HR image in {data}/HR: img0.png, img1.png, img2.png and 1 more')
 
 
+def test_files_that_are_not_images_are_named_as_such(data):
+    """A notes file or Thumbs.db in a data folder: BasicSR pairs every file, so it cannot pair; it is named as a file
+    to move out, not as an image without a partner."""
+    (data / 'HR' / 'notes.txt').write_text('x')
+    (data / 'LR' / 'Thumbs.db').write_bytes(b'x')
+    assert problems(train_options(data))[0] == (
+        f'datasets.train: the HR/LR pairs cannot be listed: 2 file(s) in {data}/HR or {data}/LR are not images: '
+        'notes.txt, Thumbs.db; BasicSR pairs every file of the two folders, so move them out')
+
+
 def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
     for name, size in (('HR', 32), ('LR', 8)):
         folder = tmp_path / f'{name}.lmdb'
@@ -673,6 +683,18 @@ def test_param_key_is_checked_as_basicsr_loads_it(data, tmp_path, entries, key, 
         assert problems(opt) == [expected.format(w=path)]
 
 
+def test_a_training_state_given_as_weights_is_named_as_such(data, tmp_path):
+    """BasicSR's .state files hold the optimisers and the iteration, not the network: pointing pretrain_network_g at
+    one asked to set param_key_g to one of its entries, which cannot work."""
+    state = tmp_path / '4.state'
+    torch.save({'epoch': 0, 'iter': 4, 'optimizers': [{}], 'schedulers': [{}]}, state)
+    opt = eval_options(data, str(state))
+    assert problems(opt, is_train=False) == [
+        f'path.pretrain_network_g: {state} is a training state (optimizers, schedulers, iteration: for '
+        'path.resume_state or --auto_resume), not weights; give the weights file saved with it '
+        '(experiments/<name>/models/net_g_<iter>.pth)']
+
+
 def test_model_setup_errors_basicsr_would_raise_late(data):
     """Each is a KeyError or a traceback from BasicSR once the experiment folder exists (some at the first
     validation)."""
@@ -688,7 +710,8 @@ def test_model_setup_errors_basicsr_would_raise_late(data):
     assert problems(opt)[0].startswith('network_g.window_size: model_type SwinIRModel reads it')
     opt = train_options(data)
     del opt['datasets']['train']['gt_size']
-    assert problems(opt)[0].startswith('datasets.train.gt_size is missing: PairedImageDataset cuts training patches')
+    assert problems(opt) == ['datasets.train.gt_size is missing: PairedImageDataset cuts training patches of gt_size '
+                             'HR pixels; add it (scale x the LR patch, e.g. 192 for 48 LR pixels at x4)']  # once
     opt = train_options(data, network_g={'type': 'EDSR', 'num_in_ch': 3, 'num_out_ch': 3, 'num_feat': 8,
                                          'num_block': 1, 'upscale': 2})
     assert problems(opt) == ['train.uncertainty_opt trains the confidence estimator of AdaFormer; network_g EDSR has '

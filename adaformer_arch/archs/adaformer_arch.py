@@ -249,8 +249,9 @@ class AdaFormer(nn.Module):
         floating-point (B, num_in_ch, h, w) tensor (values in [0, 1])."""
         channels = self.conv_first.in_channels
         if lq.dim() != 4 or lq.shape[1] != channels:
-            raise ValueError(f'AdaFormer takes a (B, {channels}, h, w) tensor, got shape {tuple(lq.shape)} '
-                             '(a single image needs a batch dimension: lq.unsqueeze(0))')
+            hint = (' (a single image needs a batch dimension: lq.unsqueeze(0))' if lq.dim() == 3
+                    and lq.shape[0] == channels else '')
+            raise ValueError(f'AdaFormer takes a (B, {channels}, h, w) tensor, got shape {tuple(lq.shape)}{hint}')
         if not lq.is_floating_point():
             raise ValueError(f'AdaFormer takes floating-point input in [0, 1], got {lq.dtype} (for 8-bit images: '
                              'lq.float() / 255)')

@@ -17,6 +17,7 @@ from basicsr.utils import scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..data.image_io import hr_fits_lr
+from ..utils.image_io import IMAGE_EXTENSIONS
 from .values import closest, is_integer, is_number, registered
 
 # Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
@@ -26,7 +27,7 @@ PAIRED_KEYS = ('name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', '
                'num_worker_per_gpu', 'dataset_enlarge_ratio', 'prefetch_mode', 'num_prefetch_queue', 'pin_memory',
                'persistent_workers')
 PAIRED_NEEDS = ('name', 'io_backend')
-PAIRED_TRAIN_NEEDS = ('gt_size', 'use_hflip', 'use_rot', 'batch_size_per_gpu', 'num_worker_per_gpu')
+PAIRED_TRAIN_NEEDS = ('use_hflip', 'use_rot', 'batch_size_per_gpu', 'num_worker_per_gpu')  # gt_size: training.py
 KEY_NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
 KEY_SUGGEST = 0.6  # ... above which it is named next to a missing key ('batch_size' for 'batch_size_per_gpu': 0.71)
 PAIR_CHECK_THREADS = 8
@@ -191,6 +192,12 @@ def _unpaired(dataset: Dict) -> str:
     expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in gt_names}
     no_lq = [name if lq == name else f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
     no_gt = sorted(lq_names - set(expected))
+    strays = [name for name in gt_names + sorted(lq_names) if not name.lower().endswith(IMAGE_EXTENSIONS)]
+    if strays:  # named on their own: not a pairing mistake
+        more = f' and {len(strays) - MAX_PAIRS_NAMED} more' if len(strays) > MAX_PAIRS_NAMED else ''
+        return (f'{len(strays)} file(s) in {dataset["dataroot_gt"]} or {dataset["dataroot_lq"]} are not images: '
+                f'{", ".join(strays[:MAX_PAIRS_NAMED])}{more}; BasicSR pairs every file of the two folders, so '
+                'move them out')
     found = []
     for names, what in ((no_lq, f'with no LR image in {dataset["dataroot_lq"]}'),
                         (no_gt, f'with no HR image in {dataset["dataroot_gt"]}')):
