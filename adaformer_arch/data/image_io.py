@@ -12,8 +12,9 @@ from PIL import Image
 
 from basicsr.utils import scandir
 
-from ..utils.image_io import IMAGE_EXTENSIONS
+from ..utils.image_io import IMAGE_EXTENSIONS, upright_size
 from ..utils.image_io import read_image as read_float_image
+
 
 def list_images(folder: str) -> List[str]:
     """Sorted names of the image files directly in ``folder`` (by extension, case-insensitive; no hidden files)."""
@@ -38,10 +39,11 @@ def hr_fits_lr(hr: Sequence[int], lr: Sequence[int], scale: int) -> bool:
 
 
 def image_size(path: str) -> Optional[Tuple[int, int]]:
-    """``(height, width)`` from the file header without decoding the pixels; ``None`` if the header is unreadable."""
+    """``(height, width)`` from the file header without decoding the pixels, upright (as :func:`read_image`
+    decodes it); ``None`` if the header is unreadable."""
     try:
         with Image.open(path) as img:
-            width, height = img.size
+            width, height = upright_size(img)
     except (OSError, ValueError, Image.DecompressionBombError):
         return None
     return height, width

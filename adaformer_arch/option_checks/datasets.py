@@ -17,7 +17,7 @@ from basicsr.utils import scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..data.image_io import hr_fits_lr
-from ..utils.image_io import IMAGE_EXTENSIONS
+from ..utils.image_io import IMAGE_EXTENSIONS, upright_size
 from .values import closest, is_integer, is_number, registered
 
 # Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
@@ -230,7 +230,7 @@ def _pair_sizes(dataset: Dict) -> List[Tuple[str, str, Any, Any]]:
     def size(path: str) -> Any:
         try:
             with Image.open(path) as img:  # reads the header only
-                return img.size
+                return upright_size(img)  # as BasicSR's decoder (OpenCV's IMREAD_COLOR) turns it
         except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
             return f'{path} ({err})'
 

@@ -5,6 +5,8 @@
 uses that record to write the super-resolved result as grey, 16-bit or RGBA again. Missing, undecodable and
 truncated files raise :class:`ImageReadError`, whose message names the file and says what to do.
 ``check_image_file`` makes the same checks without decoding PNG pixels (for listing the usable files of a data set).
+Pixels and sizes are as a viewer shows them: a JPEG's EXIF orientation is applied, as OpenCV's ``IMREAD_COLOR``
+(BasicSR's own decoder) does.
 """
 import io
 import os
@@ -19,6 +21,7 @@ from .atomic_io import atomic_write
 
 SIXTEEN_BIT_EXTENSIONS = ('.png', '.tif', '.tiff')
 PNG_COMPRESSION = 3  # BasicSR's choice for its own PNGs
+EXIF_ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels are turned
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
 
 
@@ -50,14 +53,17 @@ class ImageInfo:
         return self.mode if self.bit_depth == 8 else f'{self.mode} 16-bit'
 
 
-def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int]]:
+def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int, int]]:
     """Raise :class:`ImageReadError` if the file is truncated or corrupt (OpenCV may decode a partial picture with
     only a warning). PNGs are checked chunk by chunk (CRCs up to IEND, no pixel decoding); other formats Pillow
-    knows are decoded once. Formats Pillow does not read are left to OpenCV. Returns ``(height, width)``, or None
-    for a format Pillow does not read."""
+    knows are decoded once. Formats Pillow does not read are left to OpenCV. Returns ``(height, width,
+    orientation)`` as stored (orientation: the EXIF tag, 1-8, 1 where there is none), or None for a format Pillow
+    does not read."""
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
+            orientation = orientation_of(img)
+        with Image.open(io.BytesIO(data)) as img:  # again: a PNG's verify() must come straight after the open
             if img.format == 'PNG':
                 img.verify()
             else:
@@ -66,7 +72,34 @@ def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int]]:
         return None
     except (OSError, SyntaxError, ValueError, EOFError) as err:
         raise ImageReadError(path, f'the file is truncated or corrupt ({err})') from err
-    return height, width
+    return height, width, orientation
+
+
+def orientation_of(img: Image.Image) -> int:
+    """The EXIF orientation (1-8) of an opened Pillow image; 1 where it has none (or an invalid one)."""
+    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
+    return orientation if orientation in range(1, 9) else 1
+
+
+def upright_size(img: Image.Image) -> Tuple[int, int]:
+    """``(width, height)`` of an opened Pillow image as a viewer shows it (EXIF orientations 5-8 swap the sides),
+    from the header: the size OpenCV's ``IMREAD_COLOR`` and :func:`read_image` decode it to."""
+    width, height = img.size
+    return (height, width) if orientation_of(img) >= 5 else (width, height)
+
+
+def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
+    """(H, W[, C]) pixels as stored -> as a viewer shows them, turned as the EXIF ``orientation`` (1-8) says (what
+    OpenCV's IMREAD_COLOR does, and IMREAD_UNCHANGED, which keeps alpha and 16 bits, does not): a phone photo
+    stored sideways is super-resolved upright. 5-8 are 1-4 after a transpose."""
+    if orientation >= 5:
+        img = np.swapaxes(img, 0, 1)
+        orientation -= 4
+    if orientation in (2, 3):
+        img = img[:, ::-1]
+    if orientation in (3, 4):
+        img = img[::-1]
+    return np.ascontiguousarray(img)
 
 
 def _read_bytes(path: str) -> bytes:
@@ -95,19 +128,22 @@ def check_image_file(path: str) -> Tuple[int, int]:
     """``(height, width)`` of ``path`` if it is a complete image that :func:`read_image` (and OpenCV) can decode;
     raises :class:`ImageReadError` otherwise. PNG pixels are not decoded (their chunk CRCs are checked)."""
     data = _read_bytes(path)
-    size = _check_complete(path, data)
-    return size if size is not None else _decode(path, data, cv2.IMREAD_UNCHANGED).shape[:2]
+    stored = _check_complete(path, data)
+    if stored is None:
+        return _decode(path, data, cv2.IMREAD_UNCHANGED).shape[:2]
+    height, width, orientation = stored
+    return (width, height) if orientation >= 5 else (height, width)
 
 
 def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
     """Decode ``path`` -> ``(H, W, 3)`` float32 BGR in [0, 1], and its :class:`ImageInfo`.
 
     Greyscale becomes 3 equal channels; the alpha of RGBA is set aside in the info; 16-bit is divided by 65535,
-    8-bit by 255.
+    8-bit by 255; an EXIF orientation is applied (:func:`_upright`).
     """
     data = _read_bytes(path)
-    _check_complete(path, data)
-    img = _decode(path, data, cv2.IMREAD_UNCHANGED)
+    stored = _check_complete(path, data)
+    img = _upright(_decode(path, data, cv2.IMREAD_UNCHANGED), stored[2] if stored else 1)
     if img.dtype == np.uint8:
         bit_depth, peak = 8, 255.0
     elif img.dtype == np.uint16:
