@@ -683,6 +683,16 @@ def test_param_key_is_checked_as_basicsr_loads_it(data, tmp_path, entries, key, 
         assert problems(opt) == [expected.format(w=path)]
 
 
+def test_estimator_only_without_weights_to_start_from_is_warned(data):
+    opt = train_options(data)
+    opt['train']['estimator_only'] = True
+    assert check_options(parsed(opt)) == [
+        'train.estimator_only trains only the confidence estimator, but path.pretrain_network_g is not set: the rest '
+        'of the network stays random. Set it to the trained weights whose estimator you train.']
+    opt['path']['pretrain_network_g'] = tiny_weights(data)
+    assert check_options(parsed(opt)) == []
+
+
 def test_a_training_state_given_as_weights_is_named_as_such(data, tmp_path):
     """BasicSR's .state files hold the optimisers and the iteration, not the network: pointing pretrain_network_g at
     one asked to set param_key_g to one of its entries, which cannot work."""
