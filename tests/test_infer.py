@@ -19,7 +19,7 @@ from adaformer_arch import infer
 from adaformer_arch.archs.adaformer_arch import AdaFormer
 from adaformer_arch.data.image_io import image_size
 from adaformer_arch.utils.halting_maps import depth_to_png
-from adaformer_arch.utils.image_io import check_image_file, read_image
+from adaformer_arch.utils.image_io import ImageReadError, check_image_file, read_image
 from adaformer_arch.utils.tiling import spans
 from helpers import TINY_NET, CreatesMarker, run_cli, save_as_if_on_gpu, set_confidence_bias, write_yaml
 
@@ -125,23 +125,37 @@ def test_read_image_modes(tmp_path):
     assert img.shape == (3, 4, 3) and info.mode == 'rgba' and np.allclose(info.alpha, 0.2)
 
 
-@pytest.mark.parametrize('ext', ['png', 'jpg'])
-def test_exif_orientation_is_applied_as_a_viewer_and_basicsr_apply_it(tmp_path, ext):
+@pytest.mark.parametrize('ext, save', [('png', {}), ('jpg', {'quality': 100}), ('webp', {'lossless': True}),
+                                       ('tif', {})])
+def test_exif_orientation_is_applied_as_a_viewer_and_basicsr_apply_it(tmp_path, ext, save):
     """A phone photo is stored sideways with an EXIF orientation. OpenCV's IMREAD_UNCHANGED (which keeps alpha and
-    16 bits) ignores it, so `basicsr infer` and `basicsr prepare` worked on the sideways picture; the pixels and the
-    header sizes now come upright, as Pillow's exif_transpose and BasicSR's decoder (IMREAD_COLOR) give them."""
+    16 bits) ignores it in a JPEG, PNG or WebP, so `basicsr infer` and `basicsr prepare` worked on the sideways
+    picture; the pixels and the header sizes now come upright, as Pillow's exif_transpose and BasicSR's decoder
+    (IMREAD_COLOR) give them. A TIFF's orientation both libraries apply themselves: it must not be applied twice."""
     rgb = np.random.default_rng(0).integers(0, 256, (5, 7, 3), dtype=np.uint8)
     for orientation in range(1, 9):
         path = str(tmp_path / f'o{orientation}.{ext}')
         exif = Image.Exif()
         exif[0x0112] = orientation
-        Image.fromarray(rgb).save(path, exif=exif, **({'quality': 100} if ext == 'jpg' else {}))
+        Image.fromarray(rgb).save(path, exif=exif, **save)
         with Image.open(path) as img:
             upright = np.asarray(ImageOps.exif_transpose(img).convert('RGB'))[..., ::-1]  # BGR
         got, _ = read_image(path)
         assert np.array_equal(np.round(got * 255).astype(np.uint8), upright), orientation
-        assert np.array_equal(cv2.imread(path, cv2.IMREAD_COLOR), upright)  # BasicSR's decoder agrees
+        basicsr = cv2.imdecode(np.fromfile(path, np.uint8), cv2.IMREAD_COLOR)  # BasicSR's imfrombytes
+        assert np.array_equal(basicsr, upright)
         assert check_image_file(path) == image_size(path) == upright.shape[:2]
+
+
+def test_header_sizes_do_not_decode_the_pixels(tmp_path):
+    """The orientation is read from the header's EXIF bytes: a PNG cut off in its pixel data still has a header size
+    (basicsr prepare lists it, then skips it by name when it reads it), as before orientations were applied."""
+    cv2.imwrite(str(tmp_path / 'whole.png'), smooth_image(64, 64))
+    data = (tmp_path / 'whole.png').read_bytes()
+    (tmp_path / 'cut.png').write_bytes(data[:len(data) // 2])
+    assert image_size(str(tmp_path / 'cut.png')) == (64, 64)
+    with pytest.raises(ImageReadError, match='truncated or corrupt'):
+        check_image_file(str(tmp_path / 'cut.png'))
 
 
 def test_grey_with_alpha_stays_grey_with_alpha(model, tmp_path, capsys):

@@ -293,7 +293,7 @@ def test_unpaired_folders_name_the_images_without_a_partner(data):
     (data / 'LR' / 'img3.png').unlink()
     assert problems(train_options(data))[0] == (
         f'datasets.train: the HR/LR pairs cannot be listed: 1 HR image with no LR image in {data}/LR: img3.png')
-    (data / 'LR' / 'img9.png').write_bytes(b'')
+    cv2.imwrite(str(data / 'LR' / 'img9.png'), np.zeros((4, 4, 3), np.uint8))
     opt = train_options(data)
     opt['datasets']['train']['filename_tmpl'] = '{}x2'
     assert problems(opt)[0] == (
@@ -304,12 +304,15 @@ def test_unpaired_folders_name_the_images_without_a_partner(data):
 
 def test_files_that_are_not_images_are_named_as_such(data):
     """A notes file or Thumbs.db in a data folder: BasicSR pairs every file, so it cannot pair; it is named as a file
-    to move out, not as an image without a partner."""
+    to move out, not as an image without a partner. An image in a format outside the usual extensions (decided by
+    OpenCV's readers, not by the name) is an image, and a real pairing problem is still named."""
     (data / 'HR' / 'notes.txt').write_text('x')
     (data / 'LR' / 'Thumbs.db').write_bytes(b'x')
+    (data / 'LR' / 'img3.png').rename(data / 'LR' / 'img3.pgm')  # a PNG under another name: OpenCV reads it
     assert problems(train_options(data))[0] == (
-        f'datasets.train: the HR/LR pairs cannot be listed: 2 file(s) in {data}/HR or {data}/LR are not images: '
-        'notes.txt, Thumbs.db; BasicSR pairs every file of the two folders, so move them out')
+        f'datasets.train: the HR/LR pairs cannot be listed: 2 file(s) that are not images: {data}/HR/notes.txt, '
+        f'{data}/LR/Thumbs.db (BasicSR pairs every file of the two folders: move them out); 1 HR image with no LR '
+        f'image in {data}/LR: img3.png; 1 LR image with no HR image in {data}/HR: img3.pgm')
 
 
 def test_lmdb_pairs_are_checked_from_meta_info(tmp_path):
@@ -698,11 +701,13 @@ def test_a_training_state_given_as_weights_is_named_as_such(data, tmp_path):
     one asked to set param_key_g to one of its entries, which cannot work."""
     state = tmp_path / '4.state'
     torch.save({'epoch': 0, 'iter': 4, 'optimizers': [{}], 'schedulers': [{}]}, state)
-    opt = eval_options(data, str(state))
-    assert problems(opt, is_train=False) == [
-        f'path.pretrain_network_g: {state} is a training state (optimizers, schedulers, iteration: for '
-        'path.resume_state or --auto_resume), not weights; give the weights file saved with it '
-        '(experiments/<name>/models/net_g_<iter>.pth)']
+    for key in ('params', None):
+        opt = eval_options(data, str(state))
+        opt['path']['param_key_g'] = key
+        assert problems(opt, is_train=False) == [
+            f'path.pretrain_network_g: {state} is a training state (optimizers, schedulers, iteration: for '
+            'path.resume_state or --auto_resume), not weights; give the weights file saved with it '
+            '(experiments/<name>/models/net_g_<iter>.pth)']
 
 
 def test_model_setup_errors_basicsr_would_raise_late(data):

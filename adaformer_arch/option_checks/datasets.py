@@ -1,6 +1,7 @@
 """Checks of the ``datasets`` blocks: registered types, the keys of a ``PairedImageDataset`` block (misspelt or
-missing), folders and files that exist, a ``filename_tmpl`` that names something, image folders that pair up, ``PairedImageDataset`` pairs whose sizes (read from the image headers or the
-LMDB ``meta_info.txt``, not by decoding) fit the scale and ``gt_size``, and a training set that fills its batches."""
+missing), folders and files that exist, a ``filename_tmpl`` that names something, image folders that pair up,
+``PairedImageDataset`` pairs whose sizes (read from the image headers or the LMDB ``meta_info.txt``, not by
+decoding) fit the scale and ``gt_size``, and a training set that fills its batches."""
 import difflib
 import math
 import os
@@ -9,6 +10,7 @@ from concurrent.futures import ThreadPoolExecutor
 from os import path as osp
 from typing import Any, Dict, List, Optional, Tuple
 
+import cv2
 from PIL import Image
 
 from basicsr.data.data_util import (paired_paths_from_folder, paired_paths_from_lmdb,
@@ -17,7 +19,7 @@ from basicsr.utils import scandir
 from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..data.image_io import hr_fits_lr
-from ..utils.image_io import IMAGE_EXTENSIONS, upright_size
+from ..utils.image_io import upright_size
 from .values import closest, is_integer, is_number, registered
 
 # Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
@@ -182,23 +184,25 @@ def _pairs_from_folders(dataset: Dict) -> bool:
 
 
 def _unpaired(dataset: Dict) -> str:
-    """For folders of images: which HR images have no LR image under the name ``filename_tmpl`` gives them, and
-    which LR images no HR image names; '' when every image has its partner (or the pairs come from elsewhere)."""
+    """For folders of images: the files that are not images (OpenCV has no reader for them), which HR images have no
+    LR image under the name ``filename_tmpl`` gives them, and which LR images no HR image names; '' when every image
+    has its partner (or the pairs come from elsewhere)."""
     if not _pairs_from_folders(dataset):
         return ''
+    gt_dir, lq_dir = dataset['dataroot_gt'], dataset['dataroot_lq']
+    strays = [osp.join(folder, name) for folder in (gt_dir, lq_dir) for name in sorted(scandir(folder))
+              if not cv2.haveImageReader(osp.join(folder, name))]
+    gt_names = sorted(name for name in scandir(gt_dir) if osp.join(gt_dir, name) not in strays)
+    lq_names = {name for name in scandir(lq_dir) if osp.join(lq_dir, name) not in strays}
     tmpl = dataset.get('filename_tmpl', '{}')
-    gt_names = sorted(scandir(dataset['dataroot_gt']))
-    lq_names = set(scandir(dataset['dataroot_lq']))
     expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in gt_names}
     no_lq = [name if lq == name else f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
     no_gt = sorted(lq_names - set(expected))
-    strays = [name for name in gt_names + sorted(lq_names) if not name.lower().endswith(IMAGE_EXTENSIONS)]
-    if strays:  # named on their own: not a pairing mistake
-        more = f' and {len(strays) - MAX_PAIRS_NAMED} more' if len(strays) > MAX_PAIRS_NAMED else ''
-        return (f'{len(strays)} file(s) in {dataset["dataroot_gt"]} or {dataset["dataroot_lq"]} are not images: '
-                f'{", ".join(strays[:MAX_PAIRS_NAMED])}{more}; BasicSR pairs every file of the two folders, so '
-                'move them out')
     found = []
+    if strays:  # named on their own, not as images without a partner
+        more = f' and {len(strays) - MAX_PAIRS_NAMED} more' if len(strays) > MAX_PAIRS_NAMED else ''
+        found.append(f'{len(strays)} file(s) that are not images: {", ".join(strays[:MAX_PAIRS_NAMED])}{more} '
+                     '(BasicSR pairs every file of the two folders: move them out)')
     for names, what in ((no_lq, f'with no LR image in {dataset["dataroot_lq"]}'),
                         (no_gt, f'with no HR image in {dataset["dataroot_gt"]}')):
         if names:

@@ -148,6 +148,10 @@ def _param_key_problems(opt: Dict, weights: str, checkpoint: Dict, key: Optional
     basicsr_file = any(isinstance(checkpoint.get(k), dict) for k in ('params', 'params_ema'))
     plain = all(isinstance(v, torch.Tensor) for v in checkpoint.values())
     has = f'(it has: {listing(entries)})'
+    if {'optimizers', 'iter'} <= set(checkpoint):
+        return [f'path.pretrain_network_g: {weights} is a training state (optimizers, schedulers, iteration: for '
+                'path.resume_state or --auto_resume), not weights; give the weights file saved with it '
+                '(experiments/<name>/models/net_g_<iter>.pth)']
     if key is None:
         if basicsr_file:
             return [f'path.param_key_g is ~ (load the file as it is), but {weights} holds the entries '
@@ -159,10 +163,6 @@ def _param_key_problems(opt: Dict, weights: str, checkpoint: Dict, key: Optional
         if plain:
             return [f'path.param_key_g is {key!r}, but {weights} is a plain state dict (no entries params / '
                     "params_ema): set param_key_g: ~ to load it as it is, or re-save it as {'params': state_dict}"]
-        if {'optimizers', 'iter'} <= set(checkpoint):
-            return [f'path.pretrain_network_g: {weights} is a training state (optimizers, schedulers, iteration: '
-                    'for path.resume_state or --auto_resume), not weights; give the weights file saved with it '
-                    '(experiments/<name>/models/net_g_<iter>.pth)']
         return [f'path.param_key_g: {weights} has no entry {key!r} {has}: set param_key_g to one of them']
     ema = (opt.get('train') or {}).get('ema_decay', 0)
     if opt.get('is_train') and is_number(ema, 0) and ema > 0 and not basicsr_file:

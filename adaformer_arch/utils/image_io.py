@@ -22,6 +22,7 @@ from .atomic_io import atomic_write
 SIXTEEN_BIT_EXTENSIONS = ('.png', '.tif', '.tiff')
 PNG_COMPRESSION = 3  # BasicSR's choice for its own PNGs
 EXIF_ORIENTATION = 0x0112  # the EXIF tag of how the stored pixels are turned
+ORIENTED_FORMATS = ('JPEG', 'MPO', 'PNG', 'WEBP')  # Pillow formats whose EXIF orientation IMREAD_UNCHANGED ignores
 IMAGE_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm', '.pnm')
 
 
@@ -62,8 +63,7 @@ def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int, int]]:
     try:
         with Image.open(io.BytesIO(data)) as img:
             width, height = img.size
-            orientation = orientation_of(img)
-        with Image.open(io.BytesIO(data)) as img:  # again: a PNG's verify() must come straight after the open
+            orientation = orientation_of(img)  # from the header: the PNG's verify() below still comes first
             if img.format == 'PNG':
                 img.verify()
             else:
@@ -76,9 +76,19 @@ def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int, int]]:
 
 
 def orientation_of(img: Image.Image) -> int:
-    """The EXIF orientation (1-8) of an opened Pillow image; 1 where it has none (or an invalid one)."""
-    orientation = img.getexif().get(EXIF_ORIENTATION, 1)
-    return orientation if orientation in range(1, 9) else 1
+    """The EXIF orientation (1-8) that OpenCV's ``IMREAD_COLOR`` applies and ``IMREAD_UNCHANGED`` does not, of an
+    opened Pillow image, from the EXIF bytes of its header (``Image.getexif`` would decode a whole PNG); 1 where it
+    has none, an invalid one, or is a TIFF (whose orientation both libraries apply when they decode it)."""
+    raw = img.info.get('exif')
+    if img.format not in ORIENTED_FORMATS or not raw:
+        return 1
+    exif = Image.Exif()
+    try:
+        exif.load(raw)
+        orientation = exif.get(EXIF_ORIENTATION, 1)
+    except Exception:  # EXIF that Pillow cannot parse (it raises many types): none, as OpenCV then reads it
+        return 1
+    return orientation if isinstance(orientation, int) and orientation in range(1, 9) else 1
 
 
 def upright_size(img: Image.Image) -> Tuple[int, int]:
@@ -89,9 +99,9 @@ def upright_size(img: Image.Image) -> Tuple[int, int]:
 
 
 def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
-    """(H, W[, C]) pixels as stored -> as a viewer shows them, turned as the EXIF ``orientation`` (1-8) says (what
-    OpenCV's IMREAD_COLOR does, and IMREAD_UNCHANGED, which keeps alpha and 16 bits, does not): a phone photo
-    stored sideways is super-resolved upright. 5-8 are 1-4 after a transpose."""
+    """(H, W[, C]) pixels as OpenCV's IMREAD_UNCHANGED decodes them -> as a viewer shows them, turned as the EXIF
+    ``orientation`` (1-8, :func:`orientation_of`) says, which is what IMREAD_COLOR gives: a phone photo stored
+    sideways is super-resolved upright. 5-8 are 1-4 after a transpose."""
     if orientation >= 5:
         img = np.swapaxes(img, 0, 1)
         orientation -= 4
