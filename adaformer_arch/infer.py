@@ -150,12 +150,14 @@ def build_network(args: argparse.Namespace, device: torch.device) -> AdaFormer:
                 f'options/train_adaformer_x4_cpu.yml`')
     desc = f'AdaFormer({", ".join(f"{k}={v}" for k, v in kwargs.items())}) from the {source}'
     try:
-        load_weights(net, weights, param_key, network_desc=desc)
+        entry = load_weights(net, weights, param_key, network_desc=desc)
     except WeightsError as err:
         mismatch = isinstance(err, WeightsMismatchError)
         hint = ('\nIf the checkpoint is for another scale or width, pass --scale or --opt with the network_g it was '
                 'trained with.' if mismatch and not args.opt else '')
         raise InferError(f'{err}{hint}') from None
+    print(f'basicsr infer: weights {weights}' + (f", entry '{entry}'" if entry else ' (a plain state dict)'),
+          file=sys.stderr)
     if args.halt_eps is not None:
         net.halt_eps = args.halt_eps
     if args.no_early_exit:

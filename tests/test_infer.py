@@ -247,6 +247,7 @@ def test_default_network_is_the_shipped_x4_one(tmp_path, capsys):
     cv2.imwrite(str(tmp_path / 'img.png'), lr)
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out'], capsys)
     assert code == 0, err
+    assert f"basicsr infer: weights {infer.DEFAULT_WEIGHTS}, entry 'params'\n" in err  # says what it loaded
     got = cv2.imread(str(tmp_path / 'out' / 'img_x4.png'))
     assert got.shape == (64, 64, 3)
     net = AdaFormer(upscale=4).eval()
@@ -414,6 +415,7 @@ def test_option_file_asking_for_params_ema_falls_back_to_params(tmp_path, capsys
     cv2.imwrite(str(tmp_path / 'img.png'), smooth_image(8, 8))
     code, _, err = run_infer(['-i', tmp_path / 'img.png', '-o', tmp_path / 'out', '--opt', opt], capsys)
     assert code == 0, err
+    assert f"basicsr infer: weights {weights}, entry 'params'\n" in err  # not the params_ema it asked for
     got = cv2.imread(str(tmp_path / 'out' / f'img_x{SCALE}.png'))
     assert np.abs(got.astype(int) - direct_sr(net, cv2.imread(str(tmp_path / 'img.png')))).max() <= 1
 

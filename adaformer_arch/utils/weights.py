@@ -5,7 +5,7 @@ plain containers (which could run code when unpickled) is refused, never retried
 """
 import math
 import pickle
-from typing import Dict, List, Optional
+from typing import Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor, nn
@@ -21,17 +21,18 @@ class WeightsMismatchError(WeightsError):
     """A readable weights file made for another network (other scale, width, depth...)."""
 
 
-def load_state_dict(path: str, param_key: Optional[str] = None) -> Dict[str, Tensor]:
+def load_state_dict(path: str, param_key: Optional[str] = None) -> Tuple[Optional[str], Dict[str, Tensor]]:
     """The state dict in a BasicSR weights file: ``param_key`` if given (``params`` for ``params_ema`` where the
     file has only ``params``, as the shipped weights; any other key the file lacks is an error, where BasicSR's
     ``load_network`` would silently take ``params``), else ``params_ema``, else ``params``, else the file itself;
-    a ``module.`` prefix (DataParallel) is removed."""
+    a ``module.`` prefix (DataParallel) is removed. -> (the entry read, None for the whole file; the state dict)."""
     state = read_checkpoint(path)
     if param_key is None:
         param_key = next((k for k in ('params_ema', 'params') if k in state), None)
     elif param_key not in state and param_key != 'params_ema':
         raise WeightsError(f'{path} has no {param_key!r} entry (it has: {listing(sorted(map(str, state)))})')
-    return checkpoint_entry(path, state, param_key)
+    param_key = entry_key(state, param_key)
+    return param_key, checkpoint_entry(path, state, param_key)
 
 
 def read_checkpoint(path: str) -> Dict:
@@ -61,12 +62,18 @@ def read_checkpoint(path: str) -> Dict:
     return state
 
 
+def entry_key(state: Dict, param_key: Optional[str]) -> Optional[str]:
+    """The entry of ``state`` (the dict a weights file holds) that BasicSR's ``load_network`` reads for
+    ``param_key``: that one, or ``params`` where there is no ``param_key`` but ``params``; None: the whole dict."""
+    if param_key is not None and param_key not in state and 'params' in state:
+        return 'params'
+    return param_key
+
+
 def checkpoint_entry(path: str, state: Dict, param_key: Optional[str]) -> Dict[str, Tensor]:
     """What BasicSR's ``load_network(net, path, param_key=param_key)`` loads from ``state`` (the dict ``path``
-    holds): the ``param_key`` entry (``params`` where there is no ``param_key`` but ``params``), all of ``state``
-    for None; a ``module.`` prefix (DataParallel) removed."""
-    if param_key is not None and param_key not in state and 'params' in state:
-        param_key = 'params'
+    holds): the :func:`entry_key` entry, all of ``state`` for None; a ``module.`` prefix (DataParallel) removed."""
+    param_key = entry_key(state, param_key)
     if param_key is not None:
         if param_key not in state:
             raise WeightsError(f'{path} has no {param_key!r} entry (it has: {listing(sorted(map(str, state)))})')
@@ -124,12 +131,14 @@ def _scale_hint(net: nn.Module, own: Dict[str, Tensor], state: Dict[str, Tensor]
 
 
 def load_weights(net: nn.Module, path: str, param_key: Optional[str] = None, network_desc: str = 'the network') \
-        -> None:
+        -> Optional[str]:
     """Load ``path`` into ``net`` strictly; :class:`WeightsMismatchError` lists every tensor that disagrees (name and
-    shapes) so a checkpoint for another scale or width is recognised at once."""
-    state = load_state_dict(path, param_key)
+    shapes) so a checkpoint for another scale or width is recognised at once. -> the entry loaded (None: the whole
+    file, a plain state dict)."""
+    entry, state = load_state_dict(path, param_key)
     lines = mismatches(net, state)
     if lines:
         more = [f'... and {len(lines) - MAX_LISTED} more'] if len(lines) > MAX_LISTED else []
         raise WeightsMismatchError(f'{path} does not fit {network_desc}:\n  ' + '\n  '.join(lines[:MAX_LISTED] + more))
     net.load_state_dict(state, strict=True)
+    return entry
