@@ -22,7 +22,7 @@ from .network import (_build_network_g, _check_network_for_model, _check_precisi
                       _check_unused_estimator, _warn_untrained_estimator, check_constructor, check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
                        _check_output_folder, _check_training)
-from .values import closest
+from .values import NEAR_MISS, closest
 
 __all__ = ['OptionError', 'check_options', 'checked', 'exit_with_errors']
 
@@ -36,7 +36,6 @@ MODEL_KEYS = {
 # auto_resume and root_path; network_* blocks are checked by name).
 TOP_KEYS = ('name', 'model_type', 'scale', 'num_gpu', 'manual_seed', 'datasets', 'network_g', 'path', 'train', 'val',
             'logger', 'dist_params', 'find_unused_parameters')
-NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
 
 
 class OptionError(ValueError):

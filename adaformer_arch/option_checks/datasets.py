@@ -20,7 +20,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..data.image_io import hr_fits_lr
 from ..utils.image_io import upright_size
-from .values import closest, is_integer, is_number, registered
+from .values import NEAR_MISS, closest, is_integer, is_number, registered
 
 # Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
 # the prefetchers; phase and scale are set by parse_options), and those it indexes without a default.
@@ -30,8 +30,8 @@ PAIRED_KEYS = ('name', 'type', 'phase', 'scale', 'dataroot_gt', 'dataroot_lq', '
                'persistent_workers')
 PAIRED_NEEDS = ('name', 'io_backend')
 PAIRED_TRAIN_NEEDS = ('use_hflip', 'use_rot', 'batch_size_per_gpu', 'num_worker_per_gpu')  # gt_size: training.py
-KEY_NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
-KEY_SUGGEST = 0.6  # ... above which it is named next to a missing key ('batch_size' for 'batch_size_per_gpu': 0.71)
+KEY_SUGGEST = 0.6  # difflib ratio above which an unknown key is named next to a missing one ('batch_size' for
+# 'batch_size_per_gpu': 0.71)
 PAIR_CHECK_THREADS = 8
 MAX_PAIRS_NAMED = 3  # per data set; the others are counted
 SHORTFALL_WARNED = 0.01  # share of total_iter that a run may end short of without a warning
@@ -102,7 +102,7 @@ def _paired_key_problems(where: str, dataset: Dict) -> List[str]:
     unknown = [key for key in dataset if key not in PAIRED_KEYS]
     meant = {}  # unknown key -> the key it misspells
     for key in unknown:
-        match = difflib.get_close_matches(key, PAIRED_KEYS, n=1, cutoff=KEY_NEAR_MISS)
+        match = difflib.get_close_matches(key, PAIRED_KEYS, n=1, cutoff=NEAR_MISS)
         if match and match[0] not in dataset:
             meant[key] = match[0]
     problems = [f'{where}.{key}: PairedImageDataset has no such option; did you mean {known!r}? Fix the spelling.'

@@ -7,6 +7,7 @@ from typing import Any, Iterable
 import yaml
 
 SUGGEST = 0.7  # difflib ratio above which a known name is suggested (EDSR's res_scale -> 'upscale' is 0.625)
+NEAR_MISS = 0.8  # difflib ratio above which an unknown key is taken for a misspelling of a known one
 
 
 def registered(registry: Any, name: Any) -> bool:
