@@ -19,10 +19,11 @@ from basicsr.utils.registry import ARCH_REGISTRY, LOSS_REGISTRY
 
 from .datasets import _check_batches, _check_dataset
 from .network import (_build_network_g, _check_network_for_model, _check_precision, _check_pretrained, _check_tile,
-                      _check_unused_estimator, _warn_untrained_estimator, check_constructor, check_scale)
+                      _check_unused_estimator, _warn_estimator_only_from_scratch, _warn_untrained_estimator,
+                      check_constructor, check_scale)
 from .training import (_check_device, _check_metrics, _check_model_only_options, _check_model_setup,
                        _check_output_folder, _check_training)
-from .values import NEAR_MISS, closest
+from .values import NEAR_MISS, closest, misspellings
 
 __all__ = ['OptionError', 'check_options', 'checked', 'exit_with_errors']
 
@@ -140,14 +141,11 @@ def check_options(opt: Dict) -> List[str]:
     """Check a dict returned by BasicSR's ``parse_options``. Returns warnings; raises :class:`OptionError`."""
     problems: List[str] = []
     warnings: List[str] = []
-    meant = set()  # top-level keys that an unknown key misspells
-    for key in opt:
-        match = difflib.get_close_matches(key, TOP_KEYS, n=1, cutoff=NEAR_MISS)
-        if key not in TOP_KEYS and not key.startswith('network_') and match and match[0] not in opt:
-            problems.append(f'{key}: BasicSR has no such option; did you mean {match[0]!r}? Fix the spelling.')
-            meant.add(match[0])
+    meant = misspellings([key for key in opt if not key.startswith('network_')], TOP_KEYS, opt)
+    problems += [f'{key}: BasicSR has no such option; did you mean {known!r}? Fix the spelling.'
+                 for key, known in meant.items()]
     is_test = not opt.get('is_train', True)
-    if is_test and 'val' not in opt and 'val' not in meant:  # basicsr test would fail after archiving old results
+    if is_test and 'val' not in opt and 'val' not in meant.values():  # basicsr test would fail after archiving old results
         problems.append('val is missing: basicsr test needs a val block (save_img, metrics); add it')
     elif is_test and isinstance(opt.get('val'), dict) and 'save_img' not in opt['val']:
         problems.append('val.save_img is missing: basicsr test needs it (true writes the SR images); add it')
@@ -192,7 +190,7 @@ def check_options(opt: Dict) -> List[str]:
         problems += dataset_problems
         if pairs is not None:
             pair_counts[phase] = pairs
-    warnings += _warn_untrained_estimator(opt)
+    warnings += _warn_untrained_estimator(opt) + _warn_estimator_only_from_scratch(opt)
     if not problems and opt.get('is_train', True):
         batch_problems, batch_warnings = _check_batches(opt, pair_counts)
         problems += batch_problems

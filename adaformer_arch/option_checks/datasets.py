@@ -20,7 +20,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 
 from ..data.image_io import hr_fits_lr
 from ..utils.image_io import upright_size
-from .values import NEAR_MISS, closest, is_integer, is_number, registered
+from .values import closest, is_integer, is_number, misspellings, registered
 
 # Keys of a PairedImageDataset block that basicsr 1.4.2 reads (PairedImageDataset, build_dataset, build_dataloader,
 # the prefetchers; phase and scale are set by parse_options), and those it indexes without a default.
@@ -100,11 +100,7 @@ def _paired_key_problems(where: str, dataset: Dict) -> List[str]:
     ``use_flip``, ``filename_tmp``), and keys it indexes that are missing (a KeyError when the data set or its loader
     is built, or at the first training batch), each with the unknown key that was probably meant."""
     unknown = [key for key in dataset if key not in PAIRED_KEYS]
-    meant = {}  # unknown key -> the key it misspells
-    for key in unknown:
-        match = difflib.get_close_matches(key, PAIRED_KEYS, n=1, cutoff=NEAR_MISS)
-        if match and match[0] not in dataset:
-            meant[key] = match[0]
+    meant = misspellings(unknown, PAIRED_KEYS, dataset)
     problems = [f'{where}.{key}: PairedImageDataset has no such option; did you mean {known!r}? Fix the spelling.'
                 for key, known in meant.items()]
     for key in PAIRED_NEEDS + (PAIRED_TRAIN_NEEDS if dataset.get('phase') == 'train' else ()):
@@ -190,25 +186,33 @@ def _unpaired(dataset: Dict) -> str:
     if not _pairs_from_folders(dataset):
         return ''
     gt_dir, lq_dir = dataset['dataroot_gt'], dataset['dataroot_lq']
-    strays = [osp.join(folder, name) for folder in (gt_dir, lq_dir) for name in sorted(scandir(folder))
-              if not cv2.haveImageReader(osp.join(folder, name))]
-    gt_names = sorted(name for name in scandir(gt_dir) if osp.join(gt_dir, name) not in strays)
-    lq_names = {name for name in scandir(lq_dir) if osp.join(lq_dir, name) not in strays}
+    images: Dict[str, List[str]] = {gt_dir: [], lq_dir: []}
+    strays = []
+    for folder in images:
+        for name in sorted(scandir(folder)):
+            path = osp.join(folder, name)
+            if cv2.haveImageReader(path):
+                images[folder].append(name)
+            else:
+                strays.append(path)
     tmpl = dataset.get('filename_tmpl', '{}')
-    expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in gt_names}
+    expected = {f'{tmpl.format(osp.splitext(name)[0])}{osp.splitext(name)[1]}': name for name in images[gt_dir]}
+    lq_names = set(images[lq_dir])
     no_lq = [name if lq == name else f'{name} (expects {lq})' for lq, name in expected.items() if lq not in lq_names]
     no_gt = sorted(lq_names - set(expected))
+
+    def some(names: List[str]) -> str:
+        more = f' and {len(names) - MAX_PAIRS_NAMED} more' if len(names) > MAX_PAIRS_NAMED else ''
+        return ', '.join(names[:MAX_PAIRS_NAMED]) + more
+
     found = []
     if strays:  # named on their own, not as images without a partner
-        more = f' and {len(strays) - MAX_PAIRS_NAMED} more' if len(strays) > MAX_PAIRS_NAMED else ''
-        found.append(f'{len(strays)} file(s) that are not images: {", ".join(strays[:MAX_PAIRS_NAMED])}{more} '
-                     '(BasicSR pairs every file of the two folders: move them out)')
-    for names, what in ((no_lq, f'with no LR image in {dataset["dataroot_lq"]}'),
-                        (no_gt, f'with no HR image in {dataset["dataroot_gt"]}')):
+        found.append(f'{len(strays)} file(s) that are not images: {some(strays)} (BasicSR pairs every file of the '
+                     'two folders: move them out)')
+    for names, what in ((no_lq, f'with no LR image in {lq_dir}'), (no_gt, f'with no HR image in {gt_dir}')):
         if names:
-            more = f' and {len(names) - MAX_PAIRS_NAMED} more' if len(names) > MAX_PAIRS_NAMED else ''
             kind = ('HR' if names is no_lq else 'LR') + (' image' if len(names) == 1 else ' images')
-            found.append(f'{len(names)} {kind} {what}: {", ".join(names[:MAX_PAIRS_NAMED])}{more}')
+            found.append(f'{len(names)} {kind} {what}: {some(names)}')
     return '; '.join(found)
 
 

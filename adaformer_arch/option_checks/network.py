@@ -266,16 +266,20 @@ def _check_unused_estimator(opt: Dict) -> List[str]:
             'option file.']
 
 
-def _warn_untrained_estimator(opt: Dict) -> List[str]:
-    """A warning for AdaFormer trained without L_USL (e.g. swapped into an SRModel experiment): the run works, but
-    the estimator keeps its initial (or loaded) weights, so tokens do not learn to halt. And one for
-    ``train.estimator_only`` without weights to start from: the estimator would learn the errors of a random
-    network, which stays random."""
+def _warn_estimator_only_from_scratch(opt: Dict) -> List[str]:
+    """A warning for ``train.estimator_only`` without weights to start from: the estimator would learn the errors of
+    a random network, which stays random."""
     path = opt.get('path') or {}
     if (opt.get('is_train', True) and (opt.get('train') or {}).get('estimator_only') is True
             and not path.get('pretrain_network_g') and not path.get('resume_state') and not opt.get('auto_resume')):
         return ['train.estimator_only trains only the confidence estimator, but path.pretrain_network_g is not set: '
                 'the rest of the network stays random. Set it to the trained weights whose estimator you train.']
+    return []
+
+
+def _warn_untrained_estimator(opt: Dict) -> List[str]:
+    """A warning for AdaFormer trained without L_USL (e.g. swapped into an SRModel experiment): the run works, but
+    the estimator keeps its initial (or loaded) weights, so tokens do not learn to halt."""
     if not _trains_without_usl(opt):
         return []
     return [f'network_g AdaFormer is trained without its uncertainty loss (model_type {opt.get("model_type")}'

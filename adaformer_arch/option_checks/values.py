@@ -2,7 +2,7 @@
 registered with BasicSR, the closest known name to a misspelt one, and the hint to remove a value's quotes."""
 import difflib
 import math
-from typing import Any, Iterable
+from typing import Any, Container, Dict, Iterable, Sequence
 
 import yaml
 
@@ -24,6 +24,17 @@ def is_number(value: Any, minimum: float) -> bool:
 def is_integer(value: Any, minimum: int) -> bool:
     """``value`` is an int of at least ``minimum`` (not a bool, which Python counts as an int: YAML's ``true``)."""
     return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+
+
+def misspellings(keys: Iterable[str], known: Sequence[str], present: Container[str]) -> Dict[str, str]:
+    """Unknown ``keys`` -> the ``known`` key each misspells: within ``NEAR_MISS`` of it, and that key is not
+    ``present`` as well (then the unknown one is an extra key, not a misspelling)."""
+    meant = {}
+    for key in keys:
+        match = difflib.get_close_matches(key, known, n=1, cutoff=NEAR_MISS)
+        if key not in known and match and match[0] not in present:
+            meant[key] = match[0]
+    return meant
 
 
 def closest(name: str, candidates: Iterable[str]) -> str:

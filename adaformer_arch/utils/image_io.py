@@ -5,8 +5,8 @@
 uses that record to write the super-resolved result as grey, 16-bit or RGBA again. Missing, undecodable and
 truncated files raise :class:`ImageReadError`, whose message names the file and says what to do.
 ``check_image_file`` makes the same checks without decoding PNG pixels (for listing the usable files of a data set).
-Pixels and sizes are as a viewer shows them: a JPEG's EXIF orientation is applied, as OpenCV's ``IMREAD_COLOR``
-(BasicSR's own decoder) does.
+Pixels and sizes are as a viewer shows them: the EXIF orientation of a JPEG, PNG or WebP is applied, as OpenCV's
+``IMREAD_COLOR`` (BasicSR's own decoder) does.
 """
 import io
 import os
@@ -58,12 +58,12 @@ def _check_complete(path: str, data: bytes) -> Optional[Tuple[int, int, int]]:
     """Raise :class:`ImageReadError` if the file is truncated or corrupt (OpenCV may decode a partial picture with
     only a warning). PNGs are checked chunk by chunk (CRCs up to IEND, no pixel decoding); other formats Pillow
     knows are decoded once. Formats Pillow does not read are left to OpenCV. Returns ``(height, width,
-    orientation)`` as stored (orientation: the EXIF tag, 1-8, 1 where there is none), or None for a format Pillow
-    does not read."""
+    orientation)``, the size upright (:func:`upright_size`) and the EXIF orientation (:func:`orientation_of`), or
+    None for a format Pillow does not read."""
     try:
         with Image.open(io.BytesIO(data)) as img:
-            width, height = img.size
             orientation = orientation_of(img)  # from the header: the PNG's verify() below still comes first
+            width, height = upright_size(img, orientation)
             if img.format == 'PNG':
                 img.verify()
             else:
@@ -91,11 +91,13 @@ def orientation_of(img: Image.Image) -> int:
     return orientation if isinstance(orientation, int) and orientation in range(1, 9) else 1
 
 
-def upright_size(img: Image.Image) -> Tuple[int, int]:
+def upright_size(img: Image.Image, orientation: Optional[int] = None) -> Tuple[int, int]:
     """``(width, height)`` of an opened Pillow image as a viewer shows it (EXIF orientations 5-8 swap the sides),
-    from the header: the size OpenCV's ``IMREAD_COLOR`` and :func:`read_image` decode it to."""
+    from the header: the size OpenCV's ``IMREAD_COLOR`` and :func:`read_image` decode it to. ``orientation``: its
+    :func:`orientation_of`, where the caller has it already."""
     width, height = img.size
-    return (height, width) if orientation_of(img) >= 5 else (width, height)
+    turned = (orientation_of(img) if orientation is None else orientation) >= 5
+    return (height, width) if turned else (width, height)
 
 
 def _upright(img: np.ndarray, orientation: int) -> np.ndarray:
@@ -139,10 +141,7 @@ def check_image_file(path: str) -> Tuple[int, int]:
     raises :class:`ImageReadError` otherwise. PNG pixels are not decoded (their chunk CRCs are checked)."""
     data = _read_bytes(path)
     stored = _check_complete(path, data)
-    if stored is None:
-        return _decode(path, data, cv2.IMREAD_UNCHANGED).shape[:2]
-    height, width, orientation = stored
-    return (width, height) if orientation >= 5 else (height, width)
+    return stored[:2] if stored is not None else _decode(path, data, cv2.IMREAD_UNCHANGED).shape[:2]
 
 
 def read_image(path: str) -> Tuple[np.ndarray, ImageInfo]:
