@@ -145,7 +145,8 @@ def check_options(opt: Dict) -> List[str]:
     problems += [f'{key}: BasicSR has no such option; did you mean {known!r}? Fix the spelling.'
                  for key, known in meant.items()]
     is_test = not opt.get('is_train', True)
-    if is_test and 'val' not in opt and 'val' not in meant.values():  # basicsr test would fail after archiving old results
+    # basicsr test would index val (and val.save_img) only after it has archived the previous results
+    if is_test and 'val' not in opt and 'val' not in meant.values():
         problems.append('val is missing: basicsr test needs a val block (save_img, metrics); add it')
     elif is_test and isinstance(opt.get('val'), dict) and 'save_img' not in opt['val']:
         problems.append('val.save_img is missing: basicsr test needs it (true writes the SR images); add it')
